@@ -1,0 +1,229 @@
+"""Reading images and writing results.
+
+Every reader returns arrays in one convention so that the rest of mattekit never looks at file
+formats: images are float32 RGB in [0, 1] with shape (H, W, 3), single-channel data is float32 in
+[0, 1] with shape (H, W).  EXIF orientation is applied to everything read, so an image and its trimap
+line up whichever camera wrote them.  Writers never leave a half-written file behind: they write a
+temporary file in the destination folder and rename it into place.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Union
+
+import cv2
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from mattekit.errors import MattekitError
+
+#: Refuse images with more pixels than this unless the caller raises it (6000x6000 is 36 MP).
+DEFAULT_MAX_PIXELS = 150_000_000
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+
+_EXIF_ORIENTATION = 0x0112
+
+# PIL decodes these formats, but drops 16-bit colour to 8 bits; OpenCV keeps all 16.
+_SIXTEEN_BIT_RAWMODES = ("RGB;16B", "RGBA;16B", "RGB;16L", "RGBA;16L", "RGB;16N", "RGBA;16N")
+
+#: What every reader accepts: a path, a PIL image or a numpy array.
+ImageLike = Union[str, "os.PathLike[str]", Image.Image, np.ndarray]
+
+# mattekit enforces its own, configurable pixel limit (max_pixels) before decoding.
+Image.MAX_IMAGE_PIXELS = None
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """Pixels of one source: ``color`` (H, W, C) float32 in [0, 1] with C in {1, 3}, the source's own
+    alpha channel (H, W) when it has one, and ``levels``, the largest code of the source's integer type
+    (255, 65535) or 1 for float sources, so that ``color * levels`` gives back the stored integers."""
+
+    color: np.ndarray
+    alpha: np.ndarray | None
+    levels: int
+
+
+def _orient(array: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation tag (1..8) to an (H, W, ...) array."""
+    ops: dict[int, Callable[[np.ndarray], np.ndarray]] = {
+        2: lambda a: a[:, ::-1],
+        3: lambda a: a[::-1, ::-1],
+        4: lambda a: a[::-1],
+        5: lambda a: a.swapaxes(0, 1),
+        6: lambda a: a.swapaxes(0, 1)[:, ::-1],
+        7: lambda a: a.swapaxes(0, 1)[::-1, ::-1],
+        8: lambda a: a.swapaxes(0, 1)[::-1],
+    }
+    op = ops.get(orientation)
+    return np.ascontiguousarray(op(array)) if op else array
+
+
+def _levels(dtype: np.dtype) -> int:
+    """The code of full intensity for a pixel type (PIL's 32-bit "I" mode holds 16-bit PNGs)."""
+    if dtype == np.uint8:
+        return 255
+    return 65535 if np.issubdtype(dtype, np.integer) else 1
+
+
+def _split(pixels: np.ndarray) -> Decoded:
+    """(H, W) or (H, W, 1..4) pixels of any type into unit-range colour and optional alpha."""
+    levels = _levels(pixels.dtype)
+    unit = np.clip(pixels.astype(np.float32) / levels, 0.0, 1.0)
+    if unit.ndim == 2:
+        return Decoded(unit[..., None], None, levels)
+    channels = unit.shape[2]
+    if channels in (2, 4):
+        return Decoded(unit[..., : channels - 1], unit[..., channels - 1], levels)
+    return Decoded(unit, None, levels)
+
+
+def _pil_pixels(im: Image.Image) -> np.ndarray:
+    """Pixels of a PIL image with the colour model flattened to L, LA, RGB or RGBA."""
+    if im.mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    elif im.mode == "PA":
+        im = im.convert("RGBA")
+    elif im.mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+        im = im.convert("RGB")
+    elif im.mode == "1":
+        im = im.convert("L")
+    elif im.mode == "La":
+        im = im.convert("LA")
+    elif im.mode == "RGBa":
+        im = im.convert("RGBA")
+    return np.asarray(im)
+
+
+def _decode_file(path: Path, max_pixels: int) -> Decoded:
+    try:
+        with Image.open(path) as im:
+            width, height = im.size
+            if width * height > max_pixels:
+                raise MattekitError(
+                    f"{path}: {width}x{height} is {width * height / 1e6:.0f} MP, over the limit of "
+                    f"{max_pixels / 1e6:.0f} MP (raise it with --max-pixels)"
+                )
+            orientation = im.getexif().get(_EXIF_ORIENTATION, 1)
+            rawmode = im.tile[0].args if im.tile and isinstance(im.tile[0].args, str) else ""
+            if rawmode in _SIXTEEN_BIT_RAWMODES:
+                pixels = _decode_with_opencv(path)
+            else:
+                im.load()
+                pixels = _pil_pixels(im)
+    except MattekitError:
+        raise
+    except FileNotFoundError:
+        raise MattekitError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise MattekitError(f"{path}: is a folder, not an image") from None
+    except UnidentifiedImageError:
+        raise MattekitError(f"{path}: not an image file, or a format mattekit cannot read") from None
+    except (OSError, SyntaxError, ValueError) as err:
+        raise MattekitError(f"{path}: cannot decode ({err}); the file may be truncated or corrupt") from None
+    return _split(_orient(pixels, orientation))
+
+
+def _decode_with_opencv(path: Path) -> np.ndarray:
+    """16-bit colour files, as RGB(A) uint16."""
+    data = np.fromfile(path, dtype=np.uint8)
+    pixels = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if pixels is None:
+        raise MattekitError(f"{path}: cannot decode 16-bit image; the file may be truncated or corrupt")
+    code = cv2.COLOR_BGRA2RGBA if pixels.shape[2] == 4 else cv2.COLOR_BGR2RGB
+    return cv2.cvtColor(pixels, code)
+
+
+def decode(source: ImageLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
+    """Decode a path, PIL image or numpy array into unit-range colour and optional alpha.
+
+    Numpy arrays are taken as they are (uint8, uint16 or float in [0, 1]; (H, W) or (H, W, C) with C in
+    1..4); PIL images have their EXIF orientation applied like files.
+    """
+    if isinstance(source, np.ndarray):
+        if source.ndim not in (2, 3) or (source.ndim == 3 and source.shape[2] not in (1, 2, 3, 4)):
+            raise MattekitError(f"array of shape {source.shape} is not an image (expected HxW or HxWxC)")
+        return _split(source)
+    if isinstance(source, Image.Image):
+        orientation = source.getexif().get(_EXIF_ORIENTATION, 1)
+        return _split(_orient(_pil_pixels(source), orientation))
+    if isinstance(source, (str, os.PathLike)):
+        return _decode_file(Path(source), max_pixels)
+    raise MattekitError(f"cannot read an image from a {type(source).__name__}")
+
+
+def read_image(
+    source: ImageLike, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """An RGB image as float32 (H, W, 3) in [0, 1], and its own alpha channel (H, W) if it has one.
+
+    Grey images are repeated to three channels; palette, CMYK and 16-bit files are converted.
+    """
+    decoded = decode(source, max_pixels)
+    color = decoded.color
+    if color.shape[2] == 1:
+        color = np.repeat(color, 3, axis=2)
+    return np.ascontiguousarray(color, dtype=np.float32), decoded.alpha
+
+
+def read_gray(source: ImageLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """A single-channel map as float32 (H, W) in [0, 1]: colour is reduced to luma (ITU-R 601, as
+    OpenCV and PIL do), and an alpha channel is ignored."""
+    color = decode(source, max_pixels).color
+    if color.shape[2] == 1:
+        return color[..., 0]
+    return (color @ np.array([0.299, 0.587, 0.114], dtype=np.float32)).astype(np.float32)
+
+
+def _atomic_save(path: Path, save: Callable[[Path], None]) -> None:
+    """Run ``save`` on a temporary name beside ``path``, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        save(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _to_integer(array: np.ndarray, bit_depth: int) -> np.ndarray:
+    if bit_depth not in (8, 16):
+        raise MattekitError(f"--bit-depth must be 8 or 16, not {bit_depth}")
+    top = 255 if bit_depth == 8 else 65535
+    dtype = np.uint8 if bit_depth == 8 else np.uint16
+    return np.rint(np.clip(array, 0.0, 1.0) * top).astype(dtype)
+
+
+def write_png(path: str | os.PathLike[str], array: np.ndarray, bit_depth: int = 8) -> Path:
+    """Write a unit-range (H, W), (H, W, 3) or (H, W, 4) array as a PNG, atomically."""
+    path = Path(path)
+    pixels = _to_integer(array, bit_depth)
+    if pixels.ndim == 3:
+        code = cv2.COLOR_RGBA2BGRA if pixels.shape[2] == 4 else cv2.COLOR_RGB2BGR
+        pixels = cv2.cvtColor(pixels, code)
+
+    def save(tmp: Path) -> None:
+        ok, encoded = cv2.imencode(".png", pixels)
+        if not ok:
+            raise MattekitError(f"{path}: PNG encoding failed")
+        encoded.tofile(tmp)
+
+    _atomic_save(path, save)
+    return path
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files directly inside ``folder``, sorted by name (hidden and temporary files skipped)."""
+    return sorted(
+        p for p in folder.iterdir()
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+    )

@@ -1,0 +1,103 @@
+"""Weight-free matting solvers from pymatting (the field's maintained implementations).
+
+Each solver propagates the known alpha of the trimap into the unknown region through an image-dependent
+affinity; none needs weights, so they are what ``mattekit predict`` runs offline on a fresh machine.
+Degenerate trimaps are answered by the exact minimiser rather than a crash: with only background known
+every solver's minimum is alpha = 0, with only foreground known it is alpha = 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pymatting
+
+from mattekit.errors import MattekitError
+from mattekit.models import register_model
+from mattekit.models.base import MattingModel, Requirements
+from mattekit.trimap import BACKGROUND, FOREGROUND, UNKNOWN
+
+Solver = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+_CLASSICAL = Requirements(trimap=True)
+
+
+class ClassicalSolver(MattingModel):
+    """A pymatting solver applied image by image (they are sparse solves, not batched networks)."""
+
+    requirements = _CLASSICAL
+
+    def __init__(self, solve: Solver) -> None:
+        self._solve = solve
+
+    def infer(self, images: np.ndarray, trimaps: np.ndarray | None) -> np.ndarray:
+        if trimaps is None:
+            raise MattekitError("this solver needs a trimap (--trimap)")
+        return np.stack([self._infer_one(image, trimap) for image, trimap in zip(images, trimaps, strict=True)])
+
+    def _infer_one(self, image: np.ndarray, trimap: np.ndarray) -> np.ndarray:
+        known_fg, known_bg = (trimap == FOREGROUND).any(), (trimap == BACKGROUND).any()
+        if not (trimap == UNKNOWN).any() or not (known_fg and known_bg):
+            return _degenerate(trimap, known_fg, known_bg)
+        # pymatting reads 0 as background, 1 as foreground, anything between as unknown.
+        alpha = self._solve(image.astype(np.float64), trimap.astype(np.float64) / 255.0)
+        return np.clip(alpha, 0.0, 1.0).astype(np.float32)
+
+
+def _degenerate(trimap: np.ndarray, known_fg: bool, known_bg: bool) -> np.ndarray:
+    """Alpha for trimaps without an unknown region, or missing one of the known classes."""
+    if not known_fg and not known_bg:
+        raise MattekitError("the trimap marks no pixel as foreground or background; nothing to propagate")
+    alpha = (trimap == FOREGROUND).astype(np.float32)
+    unknown = trimap == UNKNOWN
+    alpha[unknown] = 1.0 if known_fg else 0.0
+    return alpha
+
+
+_LEVIN = "Levin, Lischinski & Weiss, A Closed-Form Solution to Natural Image Matting, TPAMI 2008"
+
+
+@register_model("closed-form", _CLASSICAL, "closed-form matting (matting Laplacian), weight-free", _LEVIN)
+def closed_form(**_: object) -> MattingModel:
+    return ClassicalSolver(pymatting.estimate_alpha_cf)
+
+
+@register_model(
+    "knn", _CLASSICAL, "KNN matting (nonlocal affinities), weight-free",
+    "Chen, Li & Tang, KNN Matting, TPAMI 2013",
+)
+def knn(**_: object) -> MattingModel:
+    return ClassicalSolver(pymatting.estimate_alpha_knn)
+
+
+@register_model(
+    "large-kernel", _CLASSICAL, "large-kernel matting Laplacian, weight-free",
+    "He, Sun & Tang, Fast Matting Using Large Kernel Matting Laplacian Matrices, CVPR 2010",
+)
+def large_kernel(**_: object) -> MattingModel:
+    return ClassicalSolver(pymatting.estimate_alpha_lkm)
+
+
+@register_model(
+    "random-walk", _CLASSICAL, "random-walk matting, weight-free",
+    "Grady, Schiwietz, Aharon & Westermann, Random Walks for Interactive Alpha-Matting, VIIP 2005",
+)
+def random_walk(**_: object) -> MattingModel:
+    return ClassicalSolver(pymatting.estimate_alpha_rw)
+
+
+@register_model(
+    "learning-based", _CLASSICAL, "learning-based digital matting (local linear model), weight-free",
+    "Zheng & Kambhamettu, Learning Based Digital Matting, ICCV 2009",
+)
+def learning_based(**_: object) -> MattingModel:
+    return ClassicalSolver(pymatting.estimate_alpha_lbdm)
+
+
+@register_model(
+    "shared-sampling", _CLASSICAL, "shared sampling matting, weight-free",
+    "Gastal & Oliveira, Shared Sampling for Real-Time Alpha Matting, Eurographics 2010",
+)
+def shared_sampling(**_: object) -> MattingModel:
+    return ClassicalSolver(pymatting.estimate_alpha_sm)

@@ -1,0 +1,117 @@
+"""The Python API: one image (and its trimap) in, one float32 alpha matte out.
+
+>>> import mattekit
+>>> alpha = mattekit.predict("photo.jpg", "photo_trimap.png")          # closed-form, no weights
+>>> alpha = mattekit.predict(image_array, trimap_array, model="knn")
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mattekit.errors import MattekitError
+from mattekit.io import DEFAULT_MAX_PIXELS, ImageLike, read_image
+from mattekit.models import DEFAULT_MODEL, MattingModel, Requirements, create_model, get_model_info
+from mattekit.trimap import BACKGROUND, FOREGROUND, read_trimap
+
+
+@dataclass(frozen=True)
+class MattingInput:
+    """A decoded image with its trimap, in mattekit's conventions (see :mod:`mattekit.io`).
+
+    ``source_alpha`` is the image file's own alpha channel, if any: the predicted matte is multiplied by
+    it, so what was already transparent in the input stays transparent in the output.
+    """
+
+    image: np.ndarray
+    trimap: np.ndarray | None
+    source_alpha: np.ndarray | None = None
+
+
+def load_input(
+    image: ImageLike, trimap: ImageLike | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> MattingInput:
+    """Decode an image and its optional trimap and check that they fit together."""
+    rgb, source_alpha = read_image(image, max_pixels)
+    tri = None if trimap is None else read_trimap(trimap, max_pixels)
+    if tri is not None and tri.shape != rgb.shape[:2]:
+        name = trimap if isinstance(trimap, str) else "trimap"
+        raise MattekitError(
+            f"{name}: trimap is {tri.shape[1]}x{tri.shape[0]} but the image is {rgb.shape[1]}x{rgb.shape[0]}"
+        )
+    return MattingInput(rgb, tri, source_alpha)
+
+
+def padding(requirements: Requirements, height: int, width: int) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) reflection padding that a model's requirements ask for.
+
+    ``pad_border`` on every side, then the bottom and right grow to a multiple of ``pad_multiple`` and to
+    at least ``min_size`` (the layout of the official GCA / HOP demo code).
+    """
+
+    def after(size: int) -> int:
+        border, multiple = requirements.pad_border, requirements.pad_multiple
+        padded = size + 2 * border + (-(size + 2 * border)) % multiple
+        if padded < requirements.min_size:
+            padded += -(-(requirements.min_size - padded) // multiple) * multiple
+        return padded - size - border
+
+    border = requirements.pad_border
+    return border, after(height), border, after(width)
+
+
+def run_model(model: MattingModel, data: MattingInput) -> np.ndarray:
+    """A model's alpha for one input: pad as it asks, infer, crop, and fix the known regions."""
+    requirements = model.requirements
+    if requirements.trimap and data.trimap is None:
+        raise MattekitError("this model needs a trimap (--trimap)")
+    height, width = data.image.shape[:2]
+    top, bottom, left, right = padding(requirements, height, width)
+    image, trimap = data.image, data.trimap
+    if top or bottom or left or right:
+        image = np.pad(image, ((top, bottom), (left, right), (0, 0)), mode="reflect")
+        if trimap is not None:
+            trimap = np.pad(trimap, ((top, bottom), (left, right)), mode="reflect")
+    batch_trimap = None if trimap is None else trimap[None]
+    alpha = model.infer(image[None], batch_trimap)[0][top : top + height, left : left + width]
+    return finish_alpha(alpha, data)
+
+
+def finish_alpha(alpha: np.ndarray, data: MattingInput) -> np.ndarray:
+    """Known regions take the trimap's value; the source's own transparency is kept."""
+    alpha = np.clip(alpha, 0.0, 1.0).astype(np.float32)
+    if data.trimap is not None:
+        alpha[data.trimap == FOREGROUND] = 1.0
+        alpha[data.trimap == BACKGROUND] = 0.0
+    if data.source_alpha is not None:
+        alpha *= data.source_alpha
+    return alpha
+
+
+def load_model(model: str | MattingModel = DEFAULT_MODEL, **kwargs: object) -> MattingModel:
+    """A model instance from a registry name (``kwargs`` such as ``weights`` go to its factory)."""
+    if isinstance(model, MattingModel):
+        return model
+    info = get_model_info(model)
+    if info.requirements.weights and kwargs.get("weights") is None:
+        raise MattekitError(f"model {model!r} needs weights: pass --weights FILE")
+    return create_model(model, **kwargs)
+
+
+def predict(
+    image: ImageLike,
+    trimap: ImageLike | None = None,
+    model: str | MattingModel = DEFAULT_MODEL,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    **model_kwargs: object,
+) -> np.ndarray:
+    """Alpha matte (H, W) float32 in [0, 1] of ``image``.
+
+    ``image`` and ``trimap`` may be paths, PIL images or numpy arrays (see :mod:`mattekit.trimap` for the
+    trimap encodings understood).  ``model`` is a registry name or a model built with
+    :func:`load_model`; build it once when matting many images.
+    """
+    return run_model(load_model(model, **model_kwargs), load_input(image, trimap, max_pixels))
