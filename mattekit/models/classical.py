@@ -34,7 +34,8 @@ class ClassicalSolver(MattingModel):
     def infer(self, images: np.ndarray, trimaps: np.ndarray | None) -> np.ndarray:
         if trimaps is None:
             raise MattekitError("this solver needs a trimap (--trimap)")
-        return np.stack([self._infer_one(image, trimap) for image, trimap in zip(images, trimaps, strict=True)])
+        pairs = zip(images, trimaps, strict=True)
+        return np.stack([self._infer_one(image, trimap) for image, trimap in pairs])
 
     def _infer_one(self, image: np.ndarray, trimap: np.ndarray) -> np.ndarray:
         known_fg, known_bg = (trimap == FOREGROUND).any(), (trimap == BACKGROUND).any()
