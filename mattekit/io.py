@@ -189,10 +189,17 @@ def _atomic_save(path: Path, save: Callable[[Path], None]) -> None:
     tmp = Path(tmp_name)
     try:
         save(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the permissions open() would
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _to_integer(array: np.ndarray, bit_depth: int) -> np.ndarray:

@@ -1,0 +1,192 @@
+"""Matting files and folders: pairing images with trimaps, naming outputs, and running a batch that
+survives bad files.
+
+Output naming (documented in docs/predict.md): for an input ``<stem>.<ext>`` mattekit writes
+``<stem>_alpha.png`` (always), ``<stem>_rgba.png`` (``--rgba``) and ``<stem>_composite.png``
+(``--background``) into the output folder.  When ``-o`` names a ``.png`` file instead of a folder (one
+input only), the main output -- the composite if asked for, else the cutout if asked for, else the
+alpha -- takes that name and the others keep their standard names beside it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from mattekit.compose import composite, cutout, estimate_foreground, parse_background
+from mattekit.errors import MattekitError
+from mattekit.io import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, list_images, write_png
+from mattekit.predictor import MattingInput, load_input
+
+#: Name endings that mark a trimap of the image with the same stem (``photo_trimap.png``).
+TRIMAP_SUFFIXES = ("_trimap", "-trimap", ".trimap", "_tri", "-tri")
+
+#: A function that mattes one decoded input (the model and its options already bound).
+Matter = Callable[[MattingInput], np.ndarray]
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """What to write for each input."""
+
+    rgba: bool = False
+    background: str | None = None
+    bit_depth: int = 8
+
+    def kinds(self) -> list[str]:
+        """Output kinds in order of precedence for the main output (last is main)."""
+        return ["alpha"] + (["rgba"] if self.rgba else []) + (["composite"] if self.background else [])
+
+
+@dataclass(frozen=True)
+class Job:
+    """One image to matte: its trimap (if any) and where each output goes."""
+
+    image: Path
+    trimap: Path | None
+    outputs: dict[str, Path]
+
+
+@dataclass(frozen=True)
+class Failure:
+    """An input that could not be matted, with the one-line reason."""
+
+    path: Path
+    reason: str
+
+
+@dataclass
+class BatchReport:
+    """What a batch did: inputs written, skipped as already done, and failed."""
+
+    written: list[Path] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def trimap_stem(path: Path) -> str:
+    """The image stem a trimap file belongs to: ``photo_trimap.png`` -> ``photo``."""
+    stem = path.stem
+    for suffix in TRIMAP_SUFFIXES:
+        if stem.lower().endswith(suffix) and len(stem) > len(suffix):
+            return stem[: -len(suffix)]
+    return stem
+
+
+def output_paths(image: Path, output: Path, options: OutputOptions) -> dict[str, Path]:
+    """Where each output of ``image`` goes; ``output`` is a folder, or a ``.png`` file for the main one."""
+    kinds = options.kinds()
+    if output.suffix.lower() == ".png":
+        paths = {kind: output.parent / f"{image.stem}_{kind}.png" for kind in kinds}
+        paths[kinds[-1]] = output
+        return paths
+    if output.suffix and not output.is_dir():
+        raise MattekitError(f"-o {output}: outputs are PNG files; give a folder or a name ending in .png")
+    return {kind: output / f"{image.stem}_{kind}.png" for kind in kinds}
+
+
+def plan_file(image: Path, trimap: Path | None, output: Path, options: OutputOptions) -> Job:
+    """The job for one image file."""
+    if trimap is not None and trimap.is_dir():
+        raise MattekitError(f"--trimap {trimap}: is a folder, but the input {image} is a single file")
+    return Job(image, trimap, output_paths(image, output, options))
+
+
+def plan_folder(
+    images: Path, trimaps: Path | None, output: Path, options: OutputOptions
+) -> tuple[list[Job], list[Failure]]:
+    """Jobs for every image in a folder, paired with trimaps by stem; images without a trimap (when a
+    trimap folder is given) and ambiguous pairings are returned as failures, not dropped."""
+    if output.suffix.lower() == ".png":
+        raise MattekitError(f"-o {output}: a folder of images needs an output folder, not a file")
+    if trimaps is not None and not trimaps.is_dir():
+        raise MattekitError(f"--trimap {trimaps}: the input is a folder, so the trimaps must be a folder too")
+    by_stem: dict[str, list[Path]] = {}
+    for path in list_images(trimaps) if trimaps else []:
+        by_stem.setdefault(trimap_stem(path), []).append(path)
+    jobs: list[Job] = []
+    failures: list[Failure] = []
+    for image in list_images(images):
+        if trimaps is not None and trimaps.resolve() == images.resolve() and trimap_stem(image) != image.stem:
+            continue  # a trimap stored beside its image is not an image to matte
+        candidates = by_stem.get(image.stem, []) if trimaps else [None]
+        candidates = [c for c in candidates if c != image]
+        if trimaps is not None and len(candidates) != 1:
+            names = ", ".join(c.name for c in candidates)
+            reason = f"ambiguous trimaps: {names}" if candidates else f"no trimap for it in {trimaps}"
+            failures.append(Failure(image, reason))
+            continue
+        trimap = candidates[0] if trimaps else None
+        jobs.append(Job(image, trimap, output_paths(image, output, options)))
+    if not jobs and not failures:
+        raise MattekitError(f"{images}: no images found (looked for {', '.join(IMAGE_SUFFIXES)})")
+    return jobs, failures
+
+
+def run_job(job: Job, matte: Matter, options: OutputOptions, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    """Matte one image and write its outputs (each atomically)."""
+    data = load_input(job.image, job.trimap, max_pixels)
+    alpha = matte(data)
+    height, width = alpha.shape
+    background = parse_background(options.background, height, width) if options.background else None
+    write_png(job.outputs["alpha"], alpha, options.bit_depth)
+    if options.rgba or background is not None:
+        foreground = estimate_foreground(data.image, alpha)
+        if options.rgba:
+            write_png(job.outputs["rgba"], cutout(foreground, alpha), options.bit_depth)
+        if background is not None:
+            write_png(job.outputs["composite"], composite(foreground, alpha, background), options.bit_depth)
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """The outcome of one job: ``written``, ``skipped`` (outputs already there) or ``failed``."""
+
+    job: Job
+    status: Literal["written", "skipped", "failed"]
+    reason: str = ""
+
+
+def run_batch(
+    jobs: list[Job],
+    matte: Matter,
+    options: OutputOptions,
+    *,
+    skip_existing: bool = False,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> Iterator[JobResult]:
+    """Run jobs one by one, yielding each outcome as it happens.  A bad file never stops the batch;
+    only an interrupt does, and then no output is left half-written (see :func:`mattekit.io.write_png`)."""
+    for job in jobs:
+        if skip_existing and all(path.exists() for path in job.outputs.values()):
+            yield JobResult(job, "skipped")
+            continue
+        try:
+            run_job(job, matte, options, max_pixels)
+        except MattekitError as err:
+            yield JobResult(job, "failed", str(err))
+        except (MemoryError, RuntimeError, ValueError) as err:  # a solver or network that gives up
+            yield JobResult(job, "failed", f"{type(err).__name__}: {err}")
+        else:
+            yield JobResult(job, "written")
+
+
+def collect(results: Iterator[JobResult], planning_failures: list[Failure]) -> BatchReport:
+    """Fold the results of :func:`run_batch` into a report, planning failures included."""
+    report = BatchReport(failures=list(planning_failures))
+    start = time.perf_counter()
+    for result in results:
+        if result.status == "written":
+            report.written.append(result.job.image)
+        elif result.status == "skipped":
+            report.skipped.append(result.job.image)
+        else:
+            report.failures.append(Failure(result.job.image, result.reason))
+    report.seconds = time.perf_counter() - start
+    return report

@@ -1,0 +1,50 @@
+"""The ``mattekit`` command: a thin layer over the Python API, one module per command."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+from rich.console import Console
+
+from mattekit.errors import MattekitError
+
+app = typer.Typer(
+    name="mattekit",
+    help="Image matting: alpha mattes, cutouts and benchmark numbers from the command line.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+#: Messages for the user (errors, summaries) go to stderr so that stdout stays clean for data.
+err_console = Console(stderr=True, highlight=False)
+
+
+def _register_commands() -> None:
+    from mattekit.cli import predict, trimap  # noqa: F401  (each module adds its command to ``app``)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; user errors become one line on stderr and exit status 2, never a traceback."""
+    _register_commands()
+    try:
+        result = app(args=argv, standalone_mode=False)
+    except MattekitError as err:
+        err_console.print(f"[bold red]error:[/] {err}", soft_wrap=True)
+        return 2
+    except click.ClickException as err:
+        err.show()
+        return err.exit_code
+    except click.exceptions.Abort:
+        err_console.print("aborted")
+        return 130
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        return 130
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
