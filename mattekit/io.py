@@ -110,8 +110,9 @@ def _decode_file(path: Path, max_pixels: int) -> Decoded:
                     f"{path}: {width}x{height} is {width * height / 1e6:.0f} MP, over the limit of "
                     f"{max_pixels / 1e6:.0f} MP (raise it with --max-pixels)"
                 )
-            orientation = im.getexif().get(_EXIF_ORIENTATION, 1)
+            # Read the raw mode first: getexif() may decode a PNG, which clears its tiles.
             rawmode = im.tile[0].args if im.tile and isinstance(im.tile[0].args, str) else ""
+            orientation = im.getexif().get(_EXIF_ORIENTATION, 1)
             if rawmode in _SIXTEEN_BIT_RAWMODES:
                 pixels = _decode_with_opencv(path)
             else:

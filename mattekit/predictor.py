@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,7 +38,7 @@ def load_input(
     rgb, source_alpha = read_image(image, max_pixels)
     tri = None if trimap is None else read_trimap(trimap, max_pixels)
     if tri is not None and tri.shape != rgb.shape[:2]:
-        name = trimap if isinstance(trimap, str) else "trimap"
+        name = trimap if isinstance(trimap, (str, os.PathLike)) else "trimap"
         raise MattekitError(
             f"{name}: trimap is {tri.shape[1]}x{tri.shape[0]} but the image is {rgb.shape[1]}x{rgb.shape[0]}"
         )
