@@ -182,7 +182,7 @@ def read_gray(source: ImageLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
     return (color @ np.array([0.299, 0.587, 0.114], dtype=np.float32)).astype(np.float32)
 
 
-def _atomic_save(path: Path, save: Callable[[Path], None]) -> None:
+def atomic_save(path: Path, save: Callable[[Path], None]) -> None:
     """Run ``save`` on a temporary name beside ``path``, then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
@@ -225,7 +225,7 @@ def write_png(path: str | os.PathLike[str], array: np.ndarray, bit_depth: int = 
             raise MattekitError(f"{path}: PNG encoding failed")
         encoded.tofile(tmp)
 
-    _atomic_save(path, save)
+    atomic_save(path, save)
     return path
 
 
