@@ -29,7 +29,7 @@ __all__ = [
 DEFAULT_MODEL = "closed-form"
 
 # Modules that register models when imported; listed here so the registry is complete on first use.
-_MODEL_MODULES = ("mattekit.models.classical",)
+_MODEL_MODULES = ("mattekit.models.classical", "mattekit.models.gca", "mattekit.models.hop")
 
 
 @dataclass(frozen=True)
