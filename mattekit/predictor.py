@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -16,6 +17,9 @@ from mattekit.errors import MattekitError
 from mattekit.io import DEFAULT_MAX_PIXELS, ImageLike, read_image
 from mattekit.models import DEFAULT_MODEL, MattingModel, Requirements, create_model, get_model_info
 from mattekit.trimap import BACKGROUND, FOREGROUND, read_trimap
+
+if TYPE_CHECKING:
+    from mattekit.engine import Progress, TileOptions
 
 
 @dataclass(frozen=True)
@@ -63,12 +67,24 @@ def padding(requirements: Requirements, height: int, width: int) -> tuple[int, i
     return border, after(height), border, after(width)
 
 
-def run_model(model: MattingModel, data: MattingInput) -> np.ndarray:
-    """A model's alpha for one input: pad as it asks, infer, crop, and fix the known regions."""
+def run_model(
+    model: MattingModel,
+    data: MattingInput,
+    tiling: TileOptions | None = None,
+    progress: Progress | None = None,
+) -> np.ndarray:
+    """A model's alpha for one input: in one pass (pad as it asks, infer, crop) or, when that does not fit
+    the memory budget, in blended tiles (see :mod:`mattekit.engine`); then fix the known regions."""
+    # The engine builds on this module's padding(), so it is imported here rather than at the top.
+    from mattekit.engine import TileOptions, plan, run_tiled
+
     requirements = model.requirements
     if requirements.trimap and data.trimap is None:
         raise MattekitError("this model needs a trimap (--trimap)")
     height, width = data.image.shape[:2]
+    how = plan(model, height, width, data.trimap, tiling or TileOptions())
+    if how.grid is not None:
+        return finish_alpha(run_tiled(model, data.image, data.trimap, how, progress), data)
     top, bottom, left, right = padding(requirements, height, width)
     image, trimap = data.image, data.trimap
     if top or bottom or left or right:
@@ -107,12 +123,17 @@ def predict(
     model: str | MattingModel = DEFAULT_MODEL,
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    tiling: TileOptions | None = None,
+    progress: Progress | None = None,
     **model_kwargs: object,
 ) -> np.ndarray:
     """Alpha matte (H, W) float32 in [0, 1] of ``image``.
 
     ``image`` and ``trimap`` may be paths, PIL images or numpy arrays (see :mod:`mattekit.trimap` for the
     trimap encodings understood).  ``model`` is a registry name or a model built with
-    :func:`load_model`; build it once when matting many images.
+    :func:`load_model`; build it once when matting many images.  ``tiling`` sets how big images are
+    split (``mattekit.engine.TileOptions(tile="on", max_memory="6GB")``); ``progress(done, total)`` is
+    called after each batch of tiles.
     """
-    return run_model(load_model(model, **model_kwargs), load_input(image, trimap, max_pixels))
+    data = load_input(image, trimap, max_pixels)
+    return run_model(load_model(model, **model_kwargs), data, tiling, progress)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from mattekit.engine.context import ContextRequest, TileContext
 
 
 @dataclass(frozen=True)
@@ -45,3 +48,34 @@ class MattingModel(ABC):
     @abstractmethod
     def infer(self, images: np.ndarray, trimaps: np.ndarray | None) -> np.ndarray:
         """Raw alpha (B, H, W) for a batch of padded images and trimaps."""
+
+    # --- What the high-resolution engine (mattekit.engine) asks of a model; defaults suit most. ---
+
+    #: Where ``infer`` runs ("cpu", "cuda", "cuda:1"): the engine budgets GPU memory on a GPU, RAM on the CPU.
+    device: str = "cpu"
+
+    #: Set by models that matt each tile together with patches from elsewhere in the image (HDMatt's
+    #: cross-patch context); the engine then always tiles and calls :meth:`infer_context`.
+    context: ClassVar[ContextRequest | None] = None
+
+    def bytes_per_pixel(self) -> int:
+        """Peak bytes per input pixel of one ``infer`` call, when that grows linearly with the area.
+
+        The default covers the classical solvers, measured at 10% unknown (docs/engine.md): KNN 3.9 KB,
+        learning-based 2.6 KB, closed-form 0.54 KB per pixel.  Networks override it with their own.
+        """
+        return 4096
+
+    def estimate_memory(self, height: int, width: int, batch: int = 1) -> int:
+        """Peak bytes one ``infer`` call takes on a padded batch of ``batch`` x ``height`` x ``width``.
+
+        Override this instead of :meth:`bytes_per_pixel` when the cost is not linear in the area (global
+        attention grows with its square).
+        """
+        return batch * height * width * self.bytes_per_pixel()
+
+    def infer_context(
+        self, images: np.ndarray, trimaps: np.ndarray | None, context: TileContext
+    ) -> np.ndarray:
+        """Raw alpha for a batch of tiles, given the candidate patches ``context`` asked for."""
+        raise NotImplementedError(f"{type(self).__name__} sets `context` but not infer_context")

@@ -1,0 +1,172 @@
+"""Whether an image runs in one pass or in tiles, with which tile size and batch, within which memory.
+
+The budget is peak accelerator memory when the model runs on a GPU and peak resident memory on the CPU
+(there the engine also counts the full-size host arrays it holds: image, trimap and result).  Each model
+estimates what one ``infer`` call needs (:meth:`MattingModel.estimate_memory`); the planner runs the
+whole image when that fits and tiles otherwise, shrinking tile and batch until one batch fits.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from mattekit.engine.tiling import TileGrid, grid, padded_size
+from mattekit.errors import MattekitError
+from mattekit.models.base import MattingModel
+from mattekit.predictor import padding
+
+TileMode = Literal["auto", "on", "off"]
+
+#: Tile core size and overlap in pixels when not given, chosen by measurement (docs/engine.md); small
+#: tiles overlap by a quarter of their size at most.
+DEFAULT_TILE_SIZE = 512
+DEFAULT_OVERLAP = 64
+#: Tiles are never shrunk below this when the memory budget is tight.
+MIN_TILE_SIZE = 64
+#: Largest automatic batch on a GPU; on the CPU batching tiles buys no speed, so the batch is 1.
+MAX_GPU_BATCH = 16
+#: Without --max-memory, use this share of the memory that is free now.
+DEFAULT_SHARE = {"cpu": 0.5, "cuda": 0.9}
+#: Host bytes per image pixel the engine holds on the CPU besides the model: the float32 RGB image (12),
+#: the trimap (1), the float32 result (4), and the clip / cast copies and masks of finish_alpha (10).
+HOST_BYTES_PER_PIXEL = 27
+#: Bytes per model-input pixel of one batch of gathered tiles: float32 RGB (12), trimap (1), alpha (4).
+TILE_BUFFER_BYTES_PER_PIXEL = 17
+
+_UNITS = {
+    "": 1, "b": 1,
+    "k": 2**10, "kib": 2**10, "kb": 10**3,
+    "m": 2**20, "mib": 2**20, "mb": 10**6,
+    "g": 2**30, "gib": 2**30, "gb": 10**9,
+    "t": 2**40, "tib": 2**40, "tb": 10**12,
+}
+_MEMORY = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-z]*)\s*")
+
+
+def parse_memory(text: str | int) -> int:
+    """Bytes from ``6GB`` (10^9), ``6GiB`` or ``6g`` (2^30), ``512MB``, ``1.5 GB`` or a plain byte count."""
+    if isinstance(text, int):
+        value, unit = float(text), ""
+    else:
+        match = _MEMORY.fullmatch(text.lower())
+        if match is None or match.group(2) not in _UNITS:
+            raise MattekitError(f"--max-memory {text!r} is not a size; write e.g. 6GB, 6GiB or 512MB")
+        value, unit = float(match.group(1)), match.group(2)
+    size = int(value * _UNITS[unit])
+    if size <= 0:
+        raise MattekitError(f"--max-memory must be more than 0 bytes, not {text!r}")
+    return size
+
+
+def device_kind(model: MattingModel) -> str:
+    """``cuda`` if the model runs on an NVIDIA GPU, else ``cpu``."""
+    return "cuda" if str(model.device).startswith("cuda") else "cpu"
+
+
+def free_memory(model: MattingModel) -> int:
+    """Bytes free now where the model runs: GPU memory, or the host's available RAM."""
+    if device_kind(model) == "cuda":
+        import torch  # only GPU models get here, and they have torch loaded already
+
+        return int(torch.cuda.mem_get_info(torch.device(model.device))[0])
+    try:
+        with open("/proc/meminfo") as meminfo:
+            fields = dict(line.split(":", 1) for line in meminfo)
+        return int(fields["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError):  # not Linux: the physical memory is the best figure at hand
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+@dataclass(frozen=True)
+class TileOptions:
+    """What the user may set (``predict(..., tile=...)``, ``mattekit predict --tile ...``); None = auto."""
+
+    tile: TileMode = "auto"
+    tile_size: int | None = None
+    overlap: int | None = None
+    batch: int | None = None
+    max_memory: int | str | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How one image will run: ``grid`` is None for a single whole-image pass."""
+
+    height: int
+    width: int
+    device: str
+    budget: int
+    estimated_peak: int
+    grid: TileGrid | None = None
+    tile_size: int = 0
+    overlap: int = 0
+    batch: int = 1
+
+    def describe(self) -> list[str]:
+        """Human-readable lines for ``mattekit predict --dry-run``."""
+        lines = [f"image {self.width}x{self.height} on {self.device}, memory budget {_gb(self.budget)}"]
+        if self.grid is None:
+            lines.append("one whole-image pass")
+        else:
+            tiles = len(self.grid.rows.starts) * len(self.grid.cols.starts)
+            lines.append(
+                f"tiles of {self.tile_size} px, overlap {self.overlap} px, batch {self.batch}: "
+                f"{len(self.grid.run)} of {tiles} to run, {len(self.grid.skipped)} skipped (no unknown pixel)"
+            )
+        lines.append(f"estimated peak memory {_gb(self.estimated_peak)}")
+        return lines
+
+
+def _gb(size: int) -> str:
+    return f"{size / 1e9:.2f} GB"
+
+
+def plan(
+    model: MattingModel, height: int, width: int, trimap: np.ndarray | None, options: TileOptions
+) -> Plan:
+    """Decide how ``model`` runs on an image of ``height`` x ``width`` (with ``trimap``, if any)."""
+    if options.tile not in ("auto", "on", "off"):
+        raise MattekitError(f"--tile must be auto, on or off, not {options.tile!r}")
+    if options.batch is not None and options.batch < 1:
+        raise MattekitError(f"--batch must be at least 1, not {options.batch}")
+    device = device_kind(model)
+    budget = (
+        parse_memory(options.max_memory) if options.max_memory is not None
+        else int(free_memory(model) * DEFAULT_SHARE[device])
+    )
+    host = HOST_BYTES_PER_PIXEL * height * width if device == "cpu" else 0
+    top, bottom, left, right = padding(model.requirements, height, width)
+    whole = host + model.estimate_memory(height + top + bottom, width + left + right, 1)
+    tile_wanted = options.tile == "on" or model.context is not None
+    if options.tile == "off" or (not tile_wanted and whole <= budget):
+        return Plan(height, width, device, budget, whole)
+
+    # What the user fixed is kept; the rest shrinks (tile size, then batch) until one batch fits.
+    sizes = [options.tile_size] if options.tile_size is not None else _shrinking(DEFAULT_TILE_SIZE)
+    for size in sizes:
+        overlap = min(DEFAULT_OVERLAP, size // 4) if options.overlap is None else options.overlap
+        tile_grid = grid(height, width, size, overlap, trimap)
+        tile_height, tile_width = padded_size(model.requirements, tile_grid.rows.size, tile_grid.cols.size)
+        most = min(MAX_GPU_BATCH if device == "cuda" else 1, max(len(tile_grid.run), 1))
+        for batch in [options.batch] if options.batch is not None else range(most, 0, -1):
+            buffers = batch * tile_height * tile_width * TILE_BUFFER_BYTES_PER_PIXEL if device == "cpu" else 0
+            peak = host + buffers + model.estimate_memory(tile_height, tile_width, batch)
+            if peak <= budget:
+                return Plan(height, width, device, budget, peak, tile_grid, size, overlap, batch)
+    raise MattekitError(
+        f"the memory budget of {_gb(budget)} is too small for this {width}x{height} image in tiles of "
+        f"{size} px, batch {batch} (about {_gb(peak)} needed); raise --max-memory or lower --tile-size"
+    )
+
+
+def _shrinking(size: int) -> list[int]:
+    """Tile sizes to try when none is given: the default, then halves down to the minimum."""
+    sizes = [size]
+    while sizes[-1] // 2 >= MIN_TILE_SIZE:
+        sizes.append(sizes[-1] // 2)
+    return sizes

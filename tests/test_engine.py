@@ -1,0 +1,218 @@
+"""The high-resolution engine: tiling geometry, blending, skipping, planning, and tiled vs whole output."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mattekit.engine import ContextRequest, TileContext, TileOptions, parse_memory, plan
+from mattekit.engine.tiling import axis, grid, reflect_index
+from mattekit.errors import MattekitError
+from mattekit.models import Requirements
+from mattekit.models.base import MattingModel
+from mattekit.predictor import MattingInput, run_model
+from mattekit.trimap import BACKGROUND, FOREGROUND, UNKNOWN
+
+TILED = TileOptions(tile="on", tile_size=64, overlap=16)
+
+
+class PerPixel(MattingModel):
+    """Alpha from each pixel alone (trimap-free), padded like GCA: tiling must not change it at all."""
+
+    requirements = Requirements(trimap=False, pad_multiple=32, pad_border=32)
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, ...]] = []
+
+    def infer(self, images: np.ndarray, trimaps: np.ndarray | None) -> np.ndarray:
+        self.calls.append(images.shape)
+        return images @ np.array([0.2, 0.5, 0.3], dtype=np.float32)
+
+
+class Constant(PerPixel):
+    def infer(self, images: np.ndarray, trimaps: np.ndarray | None) -> np.ndarray:
+        self.calls.append(images.shape)
+        return np.full(images.shape[:3], 0.5, dtype=np.float32)
+
+
+class TrimapPerPixel(PerPixel):
+    """Needs a trimap; unknown pixels get the per-pixel value."""
+
+    requirements = Requirements(trimap=True, pad_multiple=8)
+
+
+def random_image(height: int, width: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).random((height, width, 3), dtype=np.float32)
+
+
+def whole_and_tiled(model: MattingModel, data: MattingInput, tiling: TileOptions) -> tuple[np.ndarray, ...]:
+    return run_model(model, data, TileOptions(tile="off")), run_model(model, data, tiling)
+
+
+@pytest.mark.parametrize(
+    ("height", "width", "tile", "overlap"),
+    [(200, 300, 64, 16), (130, 97, 50, 7), (1, 300, 64, 16), (300, 1, 64, 16), (1, 1, 64, 0),
+     (33, 65, 512, 64), (100, 100, 40, 19)],
+)
+def test_per_pixel_model_is_identical_tiled_and_whole(
+    height: int, width: int, tile: int, overlap: int
+) -> None:
+    data = MattingInput(random_image(height, width), None)
+    whole, tiled = whole_and_tiled(PerPixel(), data, TileOptions(tile="on", tile_size=tile, overlap=overlap))
+    np.testing.assert_allclose(tiled, whole, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize(("height", "width"), [(200, 300), (257, 129), (64, 65), (65, 300)])
+def test_constant_model_shows_no_seams(height: int, width: int) -> None:
+    model = Constant()
+    alpha = run_model(model, MattingInput(random_image(height, width), None), TILED)
+    np.testing.assert_allclose(alpha, 0.5, rtol=0, atol=1e-6)  # borders and corners included
+    assert len(model.calls) > 1
+
+
+@pytest.mark.parametrize(
+    ("length", "tile", "overlap"), [(1000, 128, 32), (129, 64, 63), (160, 100, 50), (7, 3, 2)]
+)
+def test_blending_weights_sum_to_one(length: int, tile: int, overlap: int) -> None:
+    tiles = grid(length, length + 3, tile, overlap, None)
+    total = np.zeros((length, length + 3))
+    for t in tiles.run:
+        total[t.top : t.bottom, t.left : t.right] += tiles.weights(t)
+    np.testing.assert_allclose(total, 1.0, rtol=0, atol=1e-6)
+
+
+def test_tiles_cover_the_axis_with_the_overlap_and_stay_inside() -> None:
+    rows = axis(1000, 128, 32)
+    assert rows.starts[0] == 0 and rows.starts[-1] + rows.size == 1000
+    gaps = np.diff(rows.starts)
+    assert (rows.size - gaps >= 32).all()  # at least the requested overlap
+    assert axis(50, 128, 32).starts == (0,) and axis(50, 128, 32).size == 50
+
+
+def test_the_blend_ramps_linearly_with_the_distance_to_the_tile_edge() -> None:
+    rows = axis(192, 128, 64)  # two tiles overlapping on 64..127
+    assert rows.starts == (0, 64)
+    ramp = rows.ramps[1][:64]
+    np.testing.assert_allclose(ramp, np.arange(1, 65) / 65, atol=1e-6)
+    np.testing.assert_allclose(rows.ramps[0][:64], 1.0)  # no neighbour before: no ramp at the border
+
+
+def test_reflect_index_matches_numpy_reflect_padding() -> None:
+    for length in (1, 2, 5, 33):
+        values = np.arange(length)
+        padded = np.pad(values, (40, 45), mode="reflect")
+        np.testing.assert_array_equal(values[reflect_index(-40, length + 45, length)], padded)
+
+
+def band_trimap(height: int, width: int, column: int, half_width: int) -> np.ndarray:
+    """Background left of ``column``, foreground right of it, unknown in a vertical band around it."""
+    trimap = np.full((height, width), BACKGROUND, dtype=np.uint8)
+    trimap[:, column:] = FOREGROUND
+    trimap[:, column - half_width : column + half_width] = UNKNOWN
+    return trimap
+
+
+def test_tiles_without_unknown_pixels_are_not_run() -> None:
+    trimap = band_trimap(256, 640, 40, 8)
+    model = TrimapPerPixel()
+    tiled = run_model(model, MattingInput(random_image(256, 640), trimap), TILED)
+    tiles = grid(256, 640, 64, 16, trimap)
+    run_cols = {t.col for t in tiles.run}
+    assert run_cols == {0} and len(tiles.skipped) == len(tiles.run) * (len(tiles.cols.starts) - 1)
+    assert sum(shape[0] for shape in model.calls) == len(tiles.run)
+    whole = run_model(TrimapPerPixel(), MattingInput(random_image(256, 640), trimap), TileOptions(tile="off"))
+    np.testing.assert_allclose(tiled, whole, atol=1e-6)
+
+
+def test_known_regions_equal_the_trimap_and_nothing_runs_without_unknown() -> None:
+    trimap = np.full((300, 200), BACKGROUND, dtype=np.uint8)
+    trimap[100:, :] = FOREGROUND
+    model = TrimapPerPixel()
+    alpha = run_model(model, MattingInput(random_image(300, 200), trimap), TILED)
+    assert model.calls == []
+    np.testing.assert_array_equal(alpha, trimap / 255.0)
+
+
+def test_progress_reports_every_batch() -> None:
+    seen: list[tuple[int, int]] = []
+    data = MattingInput(random_image(200, 300), None)
+    options = TileOptions(tile="on", tile_size=64, overlap=16, batch=4)
+    run_model(PerPixel(), data, options, lambda done, total: seen.append((done, total)))
+    total = seen[-1][1]
+    assert [done for done, _ in seen] == [*range(4, total, 4), total]
+
+
+def test_batches_hold_several_tiles() -> None:
+    model = PerPixel()
+    data = MattingInput(random_image(200, 300), None)
+    run_model(model, data, TileOptions(tile="on", tile_size=64, batch=5))
+    assert model.calls[0][0] == 5 and model.calls[0][1:3] == (128, 128)  # 64 + 2 x 32 border, multiple of 32
+
+
+class Hungry(PerPixel):
+    """Claims 1 KB per pixel, so that the planner's choices are predictable."""
+
+    def bytes_per_pixel(self) -> int:
+        return 1000
+
+
+def test_auto_runs_whole_images_that_fit_and_tiles_the_others() -> None:
+    model = Hungry()
+    small = plan(model, 100, 100, None, TileOptions(max_memory="1GB"))
+    assert small.grid is None
+    big = plan(model, 4000, 4000, None, TileOptions(max_memory="1GB"))
+    assert big.grid is not None and big.estimated_peak <= 1e9
+    assert big.estimated_peak >= 1000 * (big.tile_size + 64) ** 2
+    cramped = plan(model, 4000, 4000, None, TileOptions(max_memory="0.6GB"))
+    assert cramped.grid is not None and cramped.tile_size < big.tile_size and cramped.estimated_peak <= 0.6e9
+    assert "skipped" in "\n".join(big.describe())
+
+
+def test_context_models_are_always_tiled_and_get_a_pool() -> None:
+    pools: list[TileContext] = []
+
+    class WithContext(PerPixel):
+        context = ContextRequest(pool=3)
+
+        def infer_context(
+            self, images: np.ndarray, trimaps: np.ndarray | None, context: TileContext
+        ) -> np.ndarray:
+            pools.append(context)
+            return self.infer(images, trimaps)
+
+    data = MattingInput(random_image(200, 300), None)
+    alpha = run_model(WithContext(), data, TileOptions(tile_size=64, overlap=16, batch=2))
+    np.testing.assert_allclose(alpha, run_model(PerPixel(), data, TileOptions(tile="off")), atol=1e-6)
+    assert pools and all(p.images.shape == (3, 128, 128, 3) and p.boxes.shape == (3, 4) for p in pools)
+    assert pools[0].query_boxes.shape == (2, 4)
+
+
+@pytest.mark.parametrize(
+    ("text", "size"), [("6GB", 6 * 10**9), ("6GiB", 6 * 2**30), ("6g", 6 * 2**30), ("512 MB", 512 * 10**6),
+                       ("1.5gb", 15 * 10**8), ("1000", 1000), (4096, 4096)],
+)
+def test_parse_memory(text: str | int, size: int) -> None:
+    assert parse_memory(text) == size
+
+
+@pytest.mark.parametrize("text", ["", "six GB", "6 parsecs", "0GB", "-1GB", "6GB6"])
+def test_bad_memory_sizes_are_one_line_user_errors(text: str) -> None:
+    with pytest.raises(MattekitError) as error:
+        parse_memory(text)
+    assert "\n" not in str(error.value) and "--max-memory" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        (TileOptions(tile="sometimes"), "--tile"),
+        (TileOptions(tile="on", tile_size=64, overlap=64), "--overlap"),
+        (TileOptions(tile="on", tile_size=0), "--tile-size"),
+        (TileOptions(tile="on", batch=0), "--batch"),
+        (TileOptions(max_memory="1MB"), "--max-memory"),
+    ],
+)
+def test_bad_tiling_options_are_one_line_user_errors(options: TileOptions, words: str) -> None:
+    with pytest.raises(MattekitError) as error:
+        plan(Hungry(), 4000, 4000, None, options)
+    assert "\n" not in str(error.value) and words in str(error.value)
