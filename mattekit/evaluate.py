@@ -31,7 +31,7 @@ import numpy as np
 
 from mattekit.errors import MattekitError
 from mattekit.io import DEFAULT_MAX_PIXELS, atomic_save, decode, list_images
-from mattekit.metrics import REGIONS, Scores, score, to_uint8
+from mattekit.metrics import Scores, check_region, score, to_uint8
 from mattekit.models import MattingModel
 from mattekit.predictor import load_input, run_model
 from mattekit.trimap import read_trimap
@@ -392,8 +392,7 @@ def predict_and_score(
 
 
 def _conventions(region: str, trimaps: str) -> dict[str, str]:
-    if region not in REGIONS:
-        raise MattekitError(f"--region must be one of {', '.join(REGIONS)}, not {region!r}")
+    check_region(region)
     return {
         "metrics": "official DIM evaluation code (Xu et al. 2017); SAD, Grad, Conn divided by 1000",
         "mse": "mean of squared alpha error with alpha in [0, 1] (not scaled)",
@@ -404,37 +403,28 @@ def _conventions(region: str, trimaps: str) -> dict[str, str]:
 
 
 def evaluate_predictions(
-    pred_dir: Path,
-    gt_dir: Path,
-    trimap_dir: Path,
+    dataset: Dataset,
     region: str = "unknown",
     jobs: int | None = None,
     on_row: Callable[[Row], None] | None = None,
 ) -> Report:
-    """Score a folder of predicted mattes against ground truths and trimaps."""
-    dataset = pair_predictions(pred_dir, gt_dir, trimap_dir)
+    """Score the existing predictions of ``dataset`` (from :func:`pair_predictions`)."""
     conventions = _conventions(region, dataset.trimaps)
-    _require_cases(dataset, pred_dir)
+    _require_cases(dataset)
     return Report(score_cases(dataset.cases, region, jobs, on_row), conventions, dataset.problems)
 
 
 def evaluate_model(
-    root: Path,
+    dataset: Dataset,
     model: MattingModel,
     model_name: str,
-    layout: str | None = None,
-    trimap_sets: Iterable[str] | None = None,
     region: str = "unknown",
     max_pixels: int = DEFAULT_MAX_PIXELS,
-    on_start: Callable[[Dataset], None] | None = None,
     on_row: Callable[[Row], None] | None = None,
 ) -> Report:
-    """Predict every case of the dataset in ``root`` with ``model`` and score the results."""
-    dataset = find_cases(root, layout, trimap_sets)
+    """Predict every case of ``dataset`` (from :func:`find_cases`) with ``model`` and score the results."""
     conventions = _conventions(region, dataset.trimaps)
-    _require_cases(dataset, root)
-    if on_start is not None:
-        on_start(dataset)
+    _require_cases(dataset)
     rows, memory = predict_and_score(dataset.cases, model, region, max_pixels, on_row)
     conventions |= {
         "layout": dataset.layout,
@@ -445,10 +435,10 @@ def evaluate_model(
     return Report(rows, conventions, dataset.problems)
 
 
-def _require_cases(dataset: Dataset, root: Path) -> None:
+def _require_cases(dataset: Dataset) -> None:
     if not dataset.cases:
-        first = f"; first problem: {dataset.problems[0]}" if dataset.problems else ""
-        raise MattekitError(f"{root}: nothing to evaluate (no complete image/ground truth/trimap set){first}")
+        first = f": {dataset.problems[0]}" if dataset.problems else ""
+        raise MattekitError(f"nothing to evaluate (no file with both a ground truth and a trimap){first}")
 
 
 def _record(row: Row) -> dict[str, object]:

@@ -72,13 +72,18 @@ def to_uint8(alpha: np.ndarray) -> np.ndarray:
     raise MattekitError(f"an alpha matte must be uint8, uint16 or float, not {alpha.dtype}")
 
 
+def check_region(region: str) -> None:
+    """A user error unless ``region`` is one of :data:`REGIONS`."""
+    if region not in REGIONS:
+        raise MattekitError(f"--region must be one of {', '.join(REGIONS)}, not {region!r}")
+
+
 def region_mask(trimap: np.ndarray, region: str = "unknown") -> np.ndarray:
     """Boolean (H, W) mask of the pixels scored: ``trimap == 128`` as the official code, or every pixel."""
-    if region == "unknown":
-        return trimap == UNKNOWN
+    check_region(region)
     if region == "full":
         return np.ones(trimap.shape, dtype=bool)
-    raise MattekitError(f"--region must be one of {', '.join(REGIONS)}, not {region!r}")
+    return trimap == UNKNOWN
 
 
 def sad(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray) -> float:

@@ -5,6 +5,8 @@ Thin layer over :mod:`mattekit.evaluate`: parse options, show progress, render t
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -17,16 +19,17 @@ from mattekit.cli import app, err_console
 from mattekit.errors import MattekitError
 from mattekit.evaluate import (
     LAYOUTS,
-    Dataset,
     Report,
     Row,
     evaluate_model,
     evaluate_predictions,
+    find_cases,
+    pair_predictions,
     write_csv,
     write_json,
 )
 from mattekit.io import DEFAULT_MAX_PIXELS
-from mattekit.metrics import REGIONS
+from mattekit.metrics import check_region
 from mattekit.models import DEFAULT_MODEL
 from mattekit.predictor import load_model
 
@@ -73,29 +76,22 @@ def eval_command(
     Either score existing predictions (--pred DIR --gt DIR --trimap DIR) or predict and score a dataset
     (--data DIR [--model NAME]).
     """
-    if region not in REGIONS:
-        raise MattekitError(f"--region must be one of {', '.join(REGIONS)}, not {region!r}")
-    with _progress() as progress:
-        task = progress.add_task("scoring", total=None)
-
-        def start(dataset: Dataset) -> None:
-            progress.update(task, total=len(dataset.cases), description=f"{model} on {dataset.layout}")
-
-        def advance(row: Row) -> None:
-            progress.update(task, advance=1, description=row.case.name)
-
-        if data is not None:
-            if pred is not None or gt is not None or trimap is not None:
-                raise MattekitError("use either --data DIR or --pred/--gt/--trimap DIR, not both")
-            matting_model = load_model(model, weights=weights, device=device)
-            report = evaluate_model(data, matting_model, model, layout, trimap_set, region, max_pixels,
-                                    start, advance)
-        elif pred is not None and gt is not None and trimap is not None:
-            if layout is not None or trimap_set:
-                raise MattekitError("--layout and --trimap-set apply to --data; --pred pairs files by name")
-            report = evaluate_predictions(pred, gt, trimap, region, jobs, advance)
-        else:
-            raise MattekitError("give --pred DIR --gt DIR --trimap DIR, or --data DIR (mattekit eval --help)")
+    check_region(region)
+    if data is not None:
+        if pred is not None or gt is not None or trimap is not None:
+            raise MattekitError("use either --data DIR or --pred/--gt/--trimap DIR, not both")
+        dataset = find_cases(data, layout, trimap_set)
+        matting_model = load_model(model, weights=weights, device=device)
+        with _progress(f"{model} on {dataset.layout}", len(dataset.cases)) as advance:
+            report = evaluate_model(dataset, matting_model, model, region, max_pixels, advance)
+    elif pred is not None and gt is not None and trimap is not None:
+        if layout is not None or trimap_set:
+            raise MattekitError("--layout and --trimap-set apply to --data; --pred pairs files by name")
+        dataset = pair_predictions(pred, gt, trimap)
+        with _progress("scoring", len(dataset.cases)) as advance:
+            report = evaluate_predictions(dataset, region, jobs, advance)
+    else:
+        raise MattekitError("give --pred DIR --gt DIR --trimap DIR, or --data DIR (mattekit eval --help)")
     _show(report)
     if csv is not None:
         write_csv(report, csv)
@@ -105,11 +101,13 @@ def eval_command(
         err_console.print(f"report: {json}")
 
 
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=err_console, transient=True,
-    )
+@contextmanager
+def _progress(description: str, total: int) -> Iterator[Callable[[Row], None]]:
+    """A transient progress bar on stderr; yields the callback that advances it by one scored row."""
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err_console, transient=True) as progress:
+        task = progress.add_task(description, total=total)
+        yield lambda row: progress.update(task, advance=1, description=row.case.name)
 
 
 def _show(report: Report) -> None:
