@@ -108,9 +108,19 @@ def finish_alpha(alpha: np.ndarray, data: MattingInput) -> np.ndarray:
 
 
 def load_model(model: str | MattingModel = DEFAULT_MODEL, **kwargs: object) -> MattingModel:
-    """A model instance from a registry name (``kwargs`` such as ``weights`` go to its factory)."""
+    """A model instance from a zoo name (``models.toml``) or a registry name (``kwargs`` such as ``weights``
+    go to its factory).  A zoo name's weights come from the cache, else the hub, unless ``weights`` is given.
+    """
     if isinstance(model, MattingModel):
         return model
+    # Imported on use: `python -m mattekit.zoo` must find the module not yet imported by the package.
+    from mattekit import zoo
+
+    entry = zoo.find_entry(model)
+    if entry is not None:
+        model = entry.architecture
+        if kwargs.get("weights") is None and entry.weights is not None:
+            kwargs["weights"] = zoo.resolve_weights(entry)
     info = get_model_info(model)
     if info.requirements.weights and kwargs.get("weights") is None:
         raise MattekitError(f"model {model!r} needs weights: pass --weights FILE")

@@ -23,7 +23,7 @@ err_console = Console(stderr=True, highlight=False)
 
 
 def _register_commands() -> None:
-    from mattekit.cli import eval, predict, trimap  # noqa: F401  (each module adds its command to ``app``)
+    from mattekit.cli import eval, models, predict, trimap  # noqa: F401  (each adds its commands to ``app``)
 
 
 def main(argv: list[str] | None = None) -> int:
