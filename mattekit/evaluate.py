@@ -28,9 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from mattekit.errors import MattekitError
-from mattekit.io import DEFAULT_MAX_PIXELS, atomic_save, decode, list_images
+from mattekit.io import _EXIF_ORIENTATION, DEFAULT_MAX_PIXELS, atomic_save, decode, list_images
 from mattekit.metrics import Scores, check_region, score, to_uint8
 from mattekit.models import MattingModel
 from mattekit.predictor import load_input, run_model
@@ -270,8 +271,22 @@ def pair_predictions(pred_dir: Path, gt_dir: Path, trimap_dir: Path) -> Dataset:
 def read_alpha(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """An alpha matte file as the official ``evaluate.m`` sees it: channel 1 of a multi-channel file
     (``target(:,:,1)``), as 8-bit codes (:func:`mattekit.metrics.to_uint8`; 16-bit files are scaled)."""
-    decoded = decode(path, max_pixels)
-    return to_uint8(decoded.color[..., 0])
+    raw = _read_8bit_channel(path, max_pixels)
+    return raw if raw is not None else to_uint8(decode(path, max_pixels).color[..., 0])
+
+
+def _read_8bit_channel(path: Path, max_pixels: int) -> np.ndarray | None:
+    """Channel 1 of a plain 8-bit file without EXIF rotation, straight from the decoder; None for anything
+    else, which :func:`mattekit.io.decode` handles (and reports, if the file is bad).  Saves converting
+    every channel to float and back, a third of the scoring time of an 800x550 case."""
+    try:
+        with Image.open(path) as im:
+            plain = im.mode in ("L", "LA", "RGB", "RGBA") and im.width * im.height <= max_pixels
+            if not plain or im.getexif().get(_EXIF_ORIENTATION, 1) != 1:
+                return None
+            return np.asarray(im.getchannel(0))
+    except (OSError, SyntaxError, ValueError):
+        return None
 
 
 def score_case(case: Case, region: str = "unknown", max_pixels: int = DEFAULT_MAX_PIXELS) -> Row:

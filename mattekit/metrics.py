@@ -115,31 +115,35 @@ def _gaussgradient_kernels(sigma: float, epsilon: float) -> tuple[np.ndarray, np
     return gauss / np.linalg.norm(gauss), dgauss / np.linalg.norm(dgauss)
 
 
-_GAUSS, _DGAUSS = _gaussgradient_kernels(GRAD_SIGMA, GRAD_EPSILON)
+# Single-precision factors: the official code filters in double and rounds the magnitudes to single;
+# filtering in single changes Grad by ~1e-7 relative (measured on the reference rows) and is 5x faster.
+_GAUSS, _DGAUSS = (k.astype(np.float32) for k in _gaussgradient_kernels(GRAD_SIGMA, GRAD_EPSILON))
 
 
 def _mat2gray(alpha: np.ndarray) -> np.ndarray:
-    """``mat2gray``: min-max scaling to [0, 1] in double.  A constant matte is left as it is there, and its
-    gradient is zero whatever its value, so it becomes zeros here."""
-    low, high = float(alpha.min()), float(alpha.max())
+    """``mat2gray`` of an 8-bit matte: min-max scaling to [0, 1], as float32.  mat2gray leaves a constant
+    matte as it is, and a constant's gradient is zero whatever its value, so it becomes zeros here."""
+    low, high = int(alpha.min()), int(alpha.max())
     if low == high:
-        return np.zeros(alpha.shape, dtype=np.float64)
-    # mat2gray multiplies by the reciprocal; keep that order of operations.
-    return (alpha.astype(np.float64) - low) * (1.0 / (high - low))
+        return np.zeros(alpha.shape, dtype=np.float32)
+    # mat2gray multiplies by the reciprocal, in double; a 256-entry table applies that to every code.
+    table = ((np.arange(256, dtype=np.float64) - low) * (1.0 / (high - low))).astype(np.float32)
+    return cv2.LUT(alpha, table)
 
 
 def _gradient_magnitude(alpha: np.ndarray) -> np.ndarray:
-    """``sqrt(gx^2 + gy^2)`` of ``gaussgradient(mat2gray(alpha), 1.4)``, as float32.
+    """``sqrt(gx^2 + gy^2)`` of ``gaussgradient(mat2gray(alpha), 1.4)``, as float32 (as the official code
+    rounds it).
 
     ``imfilter(..., 'replicate', 'conv')`` convolves: OpenCV correlates, so the kernel is mirrored, which
     for the odd derivative factor is a sign change.  The 2-D kernel is separable, so two 1-D passes give
-    the same result as the official 9x9 filter.  The official code rounds the magnitudes to single.
+    the same result as the official 9x9 filter.
     """
     image = _mat2gray(alpha)
     border = cv2.BORDER_REPLICATE
-    gx = cv2.sepFilter2D(image, cv2.CV_64F, -_DGAUSS, _GAUSS, borderType=border)
-    gy = cv2.sepFilter2D(image, cv2.CV_64F, _GAUSS, -_DGAUSS, borderType=border)
-    return cv2.magnitude(gx, gy).astype(np.float32)
+    gx = cv2.sepFilter2D(image, cv2.CV_32F, -_DGAUSS, _GAUSS, borderType=border)
+    gy = cv2.sepFilter2D(image, cv2.CV_32F, _GAUSS, -_DGAUSS, borderType=border)
+    return cv2.magnitude(gx, gy)
 
 
 def gradient_error(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray) -> float:
