@@ -1,0 +1,267 @@
+"""High-resolution benchmark: whole image vs tiles vs downscale-then-upscale, seconds, peak memory, SAD.
+
+Real photos (alphamatting.com training images, ``shared/data/alphamatting-dev``) are upscaled to square
+sizes (2048, 4096, 6000) with either their own ``Trimap1`` (upscaled, nearest) or a trimap cut from the
+ground-truth alpha with a chosen unknown fraction (a band grown around the transition until it covers that
+share of the image).  Each case runs in its own process, so that its peak resident memory (``ru_maxrss``)
+and, on a GPU, peak allocated memory are its own; it reads the PNGs, mattes, and writes the alpha PNG, so
+the seconds are end to end.  SAD (sum of absolute differences over the unknown region, in thousands as
+matting papers print it) compares each result with the whole-image result of the same model, not with the
+ground truth: the GCA weights are the synthetic ones of ``shared/reference/gca/fill.py`` (no trained
+weights may be shipped or downloaded here), so only consistency with the whole-image pass is meaningful.
+
+    python benchmarks/highres.py run --sizes 2048 6000 --trimaps trimap1 0.1 --out results.json
+    python benchmarks/highres.py plan --size 6000           # tile-size sweep: pixels to run, no inference
+    python benchmarks/highres.py table results.json          # markdown rows for docs/benchmarks.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from mattekit.engine import TileOptions, plan
+from mattekit.engine.tiling import padded_size
+from mattekit.io import read_gray, write_png
+from mattekit.models import MattingModel, create_model
+from mattekit.predictor import MattingInput, finish_alpha, load_input, run_model
+from mattekit.trimap import BACKGROUND, FOREGROUND, UNKNOWN, read_trimap
+
+SHARED = Path(os.environ.get("MATTEKIT_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+DEV = SHARED / "data" / "alphamatting-dev"
+CACHE = Path(os.environ.get("MATTEKIT_BENCH_CACHE", "/tmp/mattekit-highres"))
+#: Downscale-then-upscale runs the whole image at this long side (HDMatt's Fig. 6 setting).
+DOWNSCALE_SIDE = 1024
+
+
+def make_trimap(photo: str, size: int, kind: str) -> np.ndarray:
+    """A ``size`` x ``size`` trimap for ``photo``: ``trimap1`` upscaled, or a band of unknown pixels around
+    the ground-truth transition covering the fraction ``kind`` (e.g. ``0.1``) of the image."""
+    if kind == "trimap1":
+        trimap = read_trimap(DEV / "trimap_training_lowres" / "Trimap1" / f"{photo}.png")
+        return cv2.resize(trimap, (size, size), interpolation=cv2.INTER_NEAREST)
+    alpha = cv2.resize(read_gray(DEV / "gt_training_lowres" / f"{photo}.png"), (size, size))
+    transition = ((alpha > 0.02) & (alpha < 0.98)).astype(np.uint8)
+    distance = cv2.distanceTransform(1 - transition, cv2.DIST_L2, 5)  # to the nearest transition pixel
+    band = distance <= np.quantile(distance, float(kind))
+    trimap = np.where(alpha >= 0.5, FOREGROUND, BACKGROUND).astype(np.uint8)
+    trimap[band] = UNKNOWN
+    return trimap
+
+
+def prepare(photo: str, size: int, kind: str) -> tuple[Path, Path]:
+    """Upscaled photo and trimap PNGs in the cache (made once)."""
+    image_path = CACHE / f"{photo}_{size}.png"
+    trimap_path = CACHE / f"{photo}_{size}_{kind}_trimap.png"
+    if not image_path.exists():
+        image = load_input(DEV / "input_training_lowres" / f"{photo}.png").image
+        write_png(image_path, cv2.resize(image, (size, size), interpolation=cv2.INTER_CUBIC))
+    if not trimap_path.exists():
+        write_png(trimap_path, make_trimap(photo, size, kind) / 255.0)
+    return image_path, trimap_path
+
+
+def build_model(name: str, device: str) -> MattingModel:
+    """``gca`` with the deterministic synthetic weights of the shared reference, or a classical solver."""
+    if name != "gca":
+        return create_model(name)
+    spec = importlib.util.spec_from_file_location("reference_fill", SHARED / "reference" / "gca" / "fill.py")
+    assert spec is not None and spec.loader is not None
+    fill = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fill)
+    weights = CACHE / "gca_fill.pt"
+    if not weights.exists():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        import torch
+
+        torch.save(fill.fill(str(SHARED / "reference" / "gca" / "gca_keys.json")), weights)
+    return create_model("gca", weights=weights, device=device)
+
+
+def downscaled(model: MattingModel, data: MattingInput) -> np.ndarray:
+    """Matte at ``DOWNSCALE_SIDE`` px long side in one pass, upscale bilinearly, fix the known regions."""
+    height, width = data.image.shape[:2]
+    scale = DOWNSCALE_SIDE / max(height, width)
+    small = (round(width * scale), round(height * scale))
+    assert data.trimap is not None
+    small_input = MattingInput(
+        cv2.resize(data.image, small, interpolation=cv2.INTER_AREA),
+        cv2.resize(data.trimap, small, interpolation=cv2.INTER_NEAREST),
+    )
+    alpha = run_model(model, small_input, TileOptions(tile="off"))
+    return finish_alpha(cv2.resize(alpha, (width, height), interpolation=cv2.INTER_LINEAR), data)
+
+
+def run_case(case: dict) -> dict:
+    """One measurement, in this process: read, matte, write; seconds, peak memory, plan."""
+    model = build_model(case["model"], case["device"])
+    cuda = str(model.device).startswith("cuda")
+    if cuda:
+        import torch
+
+        torch.cuda.reset_peak_memory_stats()
+    image_path, trimap_path = prepare(case["photo"], case["size"], case["trimap"])
+    tiles = {"whole": "off", "tiled": "on", "downscale": "off"}[case["strategy"]]
+    options = TileOptions(tile=tiles, tile_size=case.get("tile_size"), overlap=case.get("overlap"))
+    start = time.perf_counter()
+    data = load_input(image_path, trimap_path)
+    how = plan(model, case["size"], case["size"], data.trimap, options)
+    alpha = downscaled(model, data) if case["strategy"] == "downscale" else run_model(model, data, options)
+    out = CACHE / "alpha" / f"{_case_name(case)}.png"
+    write_png(out, alpha, bit_depth=16)
+    seconds = time.perf_counter() - start
+    np.save(out.with_suffix(".npy"), alpha)
+    result = {
+        **case,
+        "seconds": round(seconds, 2),
+        "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9, 2),
+        "unknown": round(float((data.trimap == UNKNOWN).mean()), 4),
+    }
+    if how.grid is not None and case["strategy"] == "tiled":
+        tile_height, tile_width = padded_size(model.requirements, how.grid.rows.size, how.grid.cols.size)
+        result |= {
+            "tile_size": how.tile_size, "overlap": how.overlap, "batch": how.batch,
+            "tiles_run": len(how.grid.run), "tiles_skipped": len(how.grid.skipped),
+            "model_pixels": len(how.grid.run) * tile_height * tile_width,
+        }
+    if cuda:
+        result["peak_gpu_gb"] = round(torch.cuda.max_memory_allocated() / 1e9, 2)
+    return result
+
+
+def _case_name(case: dict) -> str:
+    return "_".join(str(case[key]) for key in ("model", "device", "photo", "size", "trimap", "strategy"))
+
+
+def sad_against_whole(result: dict) -> float | None:
+    """SAD (thousands) against the whole-image result of the same case, over the unknown region."""
+    whole = CACHE / "alpha" / f"{_case_name(result | {'strategy': 'whole'})}.npy"
+    if result["strategy"] == "whole" or not whole.exists():
+        return None
+    _, trimap_path = prepare(result["photo"], result["size"], result["trimap"])
+    unknown = read_trimap(trimap_path) == UNKNOWN
+    alpha = np.load(CACHE / "alpha" / f"{_case_name(result)}.npy")
+    return round(float(np.abs(alpha - np.load(whole))[unknown].sum() / 1000), 3)
+
+
+def command_run(args: argparse.Namespace) -> None:
+    results = json.loads(args.out.read_text()) if args.out.exists() else []
+    for model in args.models:
+        for device in args.devices:
+            for size in args.sizes:
+                for kind in args.trimaps:
+                    for photo in args.photos:
+                        for strategy in args.strategies:
+                            case = {"model": model, "device": device, "photo": photo, "size": size,
+                                    "trimap": kind, "strategy": strategy,
+                                    "tile_size": args.tile_size, "overlap": args.overlap}
+                            results.append(_measure(case, args.timeout))
+                            args.out.write_text(json.dumps(results, indent=1))
+
+
+def _measure(case: dict, timeout: float) -> dict:
+    """Run a case in a fresh process; failures (out of memory, timeout, no GPU) become a reason."""
+    load = os.getloadavg()[0]
+    command = [sys.executable, __file__, "case", json.dumps(case)]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {**case, "failed": f"over {timeout:.0f} s", "load_before": load}
+    if done.returncode != 0:
+        reason = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+        if done.returncode < 0:
+            reason = f"killed by signal {-done.returncode} (out of memory?)"
+        return {**case, "failed": reason, "load_before": load}
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result |= {"load_before": round(load, 2), "load_after": round(os.getloadavg()[0], 2)}
+    result["sad_vs_whole"] = sad_against_whole(result)
+    print(json.dumps(result), flush=True)
+    return result
+
+
+def command_plan(args: argparse.Namespace) -> None:
+    """Pixels the model would run for each tile size and overlap (no inference), as a share of the image."""
+    model = build_model(args.model, "cpu")
+    for kind in args.trimaps:
+        for photo in args.photos:
+            trimap = make_trimap(photo, args.size, kind)
+            for tile in args.tile_sizes:
+                for overlap in args.overlaps:
+                    how = plan(model, args.size, args.size, trimap,
+                               TileOptions(tile="on", tile_size=tile, overlap=overlap))
+                    assert how.grid is not None
+                    h, w = padded_size(model.requirements, how.grid.rows.size, how.grid.cols.size)
+                    pixels = len(how.grid.run) * h * w
+                    unknown = round(float((trimap == UNKNOWN).mean()), 3)
+                    print(json.dumps({
+                        "photo": photo, "trimap": kind, "unknown": unknown,
+                        "tile": tile, "overlap": overlap, "run": len(how.grid.run),
+                        "skipped": len(how.grid.skipped), "model_megapixels": round(pixels / 1e6, 1),
+                        "share_of_image": round(pixels / args.size**2, 3),
+                    }), flush=True)
+
+
+def command_table(args: argparse.Namespace) -> None:
+    """Markdown rows for docs/benchmarks.md."""
+    print("| model | device | photo | size | trimap (unknown) | strategy | tiles run / skipped | s | "
+          "peak RSS GB | SAD vs whole | load |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for r in json.loads(args.results.read_text()):
+        tiles = f"{r['tiles_run']} / {r['tiles_skipped']}" if "tiles_run" in r else ""
+        if "failed" in r:
+            cells = ["", "", "", f"failed: {r['failed']}", ""]
+        else:
+            sad = "" if r.get("sad_vs_whole") is None else r["sad_vs_whole"]
+            cells = [tiles, r["seconds"], r["peak_rss_gb"], sad, f"{r['load_before']}-{r['load_after']}"]
+        unknown = f" ({r['unknown']:.0%})" if "unknown" in r else ""
+        trimap = f"{r['trimap']}{unknown}"
+        row = [r["model"], r["device"], r["photo"], r["size"], trimap, r["strategy"], *cells]
+        print("| " + " | ".join(str(cell) for cell in row) + " |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="measure cases, appending to --out")
+    run.add_argument("--models", nargs="+", default=["gca"])
+    run.add_argument("--devices", nargs="+", default=["cpu"])
+    run.add_argument("--sizes", nargs="+", type=int, default=[2048, 4096, 6000])
+    run.add_argument("--trimaps", nargs="+", default=["trimap1"])
+    run.add_argument("--photos", nargs="+", default=["GT01"])
+    run.add_argument("--strategies", nargs="+", default=["whole", "tiled", "downscale"])
+    run.add_argument("--tile-size", type=int)
+    run.add_argument("--overlap", type=int)
+    run.add_argument("--timeout", type=float, default=1800)
+    run.add_argument("--out", type=Path, default=Path("highres-results.json"))
+    case = commands.add_parser("case", help="(internal) one case, as JSON")
+    case.add_argument("json")
+    sweep = commands.add_parser("plan", help="tile-size sweep of the pixels to run, no inference")
+    sweep.add_argument("--model", default="gca")
+    sweep.add_argument("--size", type=int, default=6000)
+    sweep.add_argument("--trimaps", nargs="+", default=["trimap1", "0.05", "0.1", "0.2"])
+    sweep.add_argument("--photos", nargs="+", default=["GT01", "GT06", "GT07"])
+    sweep.add_argument("--tile-sizes", nargs="+", type=int, default=[192, 256, 320, 448, 512, 704, 960])
+    sweep.add_argument("--overlaps", nargs="+", type=int, default=[32, 64])
+    table = commands.add_parser("table", help="markdown rows from a results file")
+    table.add_argument("results", type=Path)
+    args = parser.parse_args()
+    if args.command == "case":
+        print(json.dumps(run_case(json.loads(args.json))))
+    else:
+        {"run": command_run, "plan": command_plan, "table": command_table}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()
