@@ -401,6 +401,18 @@ def test_resolve_device(monkeypatch: pytest.MonkeyPatch) -> None:
         resolve_device("cuda:2")
 
 
+def test_memory_estimate_grows_with_the_square_of_the_attention_grid() -> None:
+    gca, hop = create_model("gca", device="cpu"), create_model("hop", device="cpu")
+    for model, stride in ((gca, 16), (hop, 32)):
+        small, large = model.estimate_memory(1024, 1024), model.estimate_memory(2048, 2048)
+        cells = (2048 // stride) ** 2
+        # 3 float32 score maps of (cells x cells): the quadratic part beyond 4x the smaller image's.
+        assert large - 4 * small == 3 * 4 * (cells**2 - 4 * (cells // 4) ** 2)
+        assert model.estimate_memory(1024, 1024, batch=3) == 3 * small
+    # GCA's grid is 4x finer, so at 4K its attention alone is tens of GB: the planner must tile.
+    assert gca.estimate_memory(4096, 4096) > 40e9 > hop.estimate_memory(4096, 4096)
+
+
 def test_half_precision_needs_cuda() -> None:
     with pytest.raises(MattekitError, match="--half"):
         create_model("gca", device="cpu", half=True)

@@ -31,6 +31,8 @@ from mattekit.models.network import NetworkModel, build
 
 #: Official demo padding: a 32 px reflected border, then up to a multiple of 32.
 REQUIREMENTS = Requirements(trimap=True, weights=True, pad_multiple=32, pad_border=32)
+#: Both attention blocks work on a 2x downsampled 1/8 grid: one cell per 16 input pixels.
+ATTENTION_STRIDE = 16
 
 
 class GuidedContextualAttention(nn.Module):
@@ -132,4 +134,4 @@ class GCAMatting(nn.Module):
 )
 def gca(weights: str | Path | None = None, device: str = "auto", half: bool = False) -> NetworkModel:
     """GCA-Matting; ``weights``: an official checkpoint or a zoo ``.safetensors`` file (None: random init)."""
-    return build(GCAMatting(), REQUIREMENTS, weights, device, half)
+    return build(GCAMatting(), REQUIREMENTS, weights, device, half, ATTENTION_STRIDE)

@@ -32,10 +32,12 @@ from mattekit.models.layers import (
 )
 from mattekit.models.network import NetworkModel, build
 
-#: The global block's positional table has 2 * 7 distances per axis, so its 1/32 attention grid (rate 2 at
-#: 1/16) needs at least 14 cells: the padded input must be 448 px in each direction.
+#: The official global block builds its positional scores for at least 2 * 7 cells per axis of its 1/32
+#: grid (rate 2 at 1/16), so it runs only on padded inputs of 448 px or more; smaller ones are padded up.
 GLOBAL_RADIUS = 7
 MIN_SIZE = 32 * 2 * GLOBAL_RADIUS
+#: The global block's attention grid has one cell per 32 input pixels.
+ATTENTION_STRIDE = 32
 REQUIREMENTS = Requirements(trimap=True, weights=True, pad_multiple=32, pad_border=32, min_size=MIN_SIZE)
 
 #: BatchNorm eps of the released variants (HOP-9x9-RI was trained in fp16 with a large eps).
@@ -223,7 +225,7 @@ _PAPER = "Li, Xu & Lu, Hierarchical Opacity Propagation for Image Matting, arXiv
 )
 def hop(weights: str | Path | None = None, device: str = "auto", half: bool = False) -> NetworkModel:
     """HOP-9x9-RI; ``weights``: an official checkpoint or a zoo ``.safetensors`` file (None: random init)."""
-    return build(HOPMatting(EPS_HOP_9X9_RI), REQUIREMENTS, weights, device, half)
+    return build(HOPMatting(EPS_HOP_9X9_RI), REQUIREMENTS, weights, device, half, ATTENTION_STRIDE)
 
 
 @register_model(
@@ -234,4 +236,4 @@ def hop(weights: str | Path | None = None, device: str = "auto", half: bool = Fa
 )
 def hop_all_data(weights: str | Path | None = None, device: str = "auto", half: bool = False) -> NetworkModel:
     """HOP-9x9-RI-all-data; the same keys as ``hop``, only the BatchNorm eps differs."""
-    return build(HOPMatting(EPS_HOP_9X9_RI_ALL_DATA), REQUIREMENTS, weights, device, half)
+    return build(HOPMatting(EPS_HOP_9X9_RI_ALL_DATA), REQUIREMENTS, weights, device, half, ATTENTION_STRIDE)

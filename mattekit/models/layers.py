@@ -269,10 +269,10 @@ def unknown_keys(unknown: Tensor) -> Tensor:
 
 
 def mask_self(scores: Tensor, keys: Tensor) -> Tensor:
-    """Add SELF_SCORE where a query meets itself as a key, for the keys flagged in ``keys`` (L,) only."""
-    count = scores.shape[0]
-    eye = torch.eye(count, dtype=scores.dtype, device=scores.device).view_as(scores)
-    return scores + eye * (SELF_SCORE * keys.to(scores.dtype))[:, None, None]
+    """Add SELF_SCORE in place where a query meets itself as a key, for the keys flagged in ``keys`` (L,)."""
+    # Key k sits at query position k, so its self score is entry (k, k) of the (L, L) view; no L x L mask.
+    scores.view(scores.shape[0], -1).diagonal().add_(SELF_SCORE * keys.to(scores.dtype))
+    return scores
 
 
 def propagate(attention: Tensor, values: Tensor) -> Tensor:

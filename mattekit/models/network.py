@@ -25,6 +25,12 @@ from mattekit.trimap import BACKGROUND_BELOW, FOREGROUND_FROM
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
+#: Peak bytes per input pixel of a GCA / HOP forward pass apart from global attention: measured as the
+#: resident-memory growth on the CPU at 768 px (GCA 640-700, HOP 540), rounded up.
+BYTES_PER_PIXEL = 768
+#: Global attention holds about this many float32 (L, L) score maps at once (scores, softmax, a temporary).
+ATTENTION_MAPS = 3
+
 
 def parameter_count(module: nn.Module) -> int:
     """Number of values in ``module.state_dict()``: the parameters plus the BatchNorm statistics.
@@ -56,10 +62,17 @@ class NetworkModel(MattingModel):
 
     ``half`` runs it under float16 autocast on a CUDA device (attention softmaxes stay in float32); in
     float32 on a GPU, TF32 is turned off so results match the CPU to float32 precision.
+    ``attention_stride`` is the input-pixel pitch of the network's global attention grid, if it has one:
+    that attention's memory grows with the square of the image area.
     """
 
     def __init__(
-        self, net: nn.Module, requirements: Requirements, device: torch.device, half: bool = False
+        self,
+        net: nn.Module,
+        requirements: Requirements,
+        device: torch.device,
+        half: bool = False,
+        attention_stride: int | None = None,
     ) -> None:
         if half and device.type != "cuda":
             raise MattekitError(f"--half: half precision needs a CUDA device, not {device}")
@@ -67,6 +80,15 @@ class NetworkModel(MattingModel):
         self.requirements = requirements
         self.device = device
         self.half = half
+        self.attention_stride = attention_stride
+
+    def estimate_memory(self, height: int, width: int, batch: int = 1) -> int:
+        """Peak bytes of one ``infer`` call: activations linear in the area plus the global attention."""
+        linear = height * width * BYTES_PER_PIXEL
+        if self.attention_stride is None:
+            return batch * linear
+        cells = (height // self.attention_stride) * (width // self.attention_stride)
+        return batch * (linear + ATTENTION_MAPS * 4 * cells * cells)
 
     def infer(self, images: np.ndarray, trimaps: np.ndarray | None) -> np.ndarray:
         if trimaps is None:
@@ -92,9 +114,14 @@ class NetworkModel(MattingModel):
 
 
 def build(
-    net: nn.Module, requirements: Requirements, weights: str | Path | None, device: str, half: bool
+    net: nn.Module,
+    requirements: Requirements,
+    weights: str | Path | None,
+    device: str,
+    half: bool,
+    attention_stride: int | None = None,
 ) -> NetworkModel:
     """The factory body every network shares: load ``weights`` strictly if given, then wrap for inference."""
     if weights is not None:
         load_into(net, read_state_dict(weights), source=str(weights))
-    return NetworkModel(net, requirements, resolve_device(device), half)
+    return NetworkModel(net, requirements, resolve_device(device), half, attention_stride)
