@@ -36,10 +36,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from mattekit.errors import MattekitError
 from mattekit.io import atomic_save
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
+
+    from mattekit.models import ModelInfo
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -258,11 +263,8 @@ def _read_entry(data: object, where: str) -> Entry:
     return entry
 
 
-def _check_against_registry(entry: Entry, where: str) -> None:
+def _check_against_registry(entry: Entry, registered: Mapping[str, ModelInfo], where: str) -> None:
     """The architecture exists and needs what the entry says: an input, and weights exactly for networks."""
-    from mattekit.models import list_models
-
-    registered = {info.name: info for info in list_models()}
     info = registered.get(entry.architecture)
     if info is None:
         known = ", ".join(sorted(registered))
@@ -279,12 +281,10 @@ def _check_against_registry(entry: Entry, where: str) -> None:
         raise MattekitError(f"{where}: the name is the registered architecture {entry.name!r}; pick another")
 
 
-def catalogue_location() -> Path:
+def catalogue_location() -> Path | Traversable:
     """The catalogue file in use: ``$MATTEKIT_CATALOGUE``, else the one shipped in the package."""
     override = os.environ.get(CATALOGUE_ENV)
-    if override:
-        return Path(override)
-    return Path(str(resources.files("mattekit") / "models.toml"))
+    return Path(override) if override else resources.files("mattekit") / "models.toml"
 
 
 def parse_catalogue(text: str, where: str = "models.toml") -> dict[str, Entry]:
@@ -293,13 +293,16 @@ def parse_catalogue(text: str, where: str = "models.toml") -> dict[str, Entry]:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise MattekitError(f"{where}: not valid TOML: {err}") from None
+    from mattekit.models import list_models
+
+    registered = {info.name: info for info in list_models()}
     top = _Table(data, where)
     entries: dict[str, Entry] = {}
     for position, raw in enumerate(top.get("model", list), start=1):
         entry = _read_entry(raw, f"{where}: model #{position}")
         if entry.name in entries:
             raise MattekitError(f"{where}: model {entry.name!r} is defined twice")
-        _check_against_registry(entry, f"{where}: model {entry.name!r}")
+        _check_against_registry(entry, registered, f"{where}: model {entry.name!r}")
         entries[entry.name] = entry
     top.done()
     return entries
@@ -598,9 +601,10 @@ def import_checkpoint(entry: Entry, source: str | os.PathLike[str]) -> ImportRep
     def save(tmp: Path) -> None:
         from safetensors.torch import save_file
 
-        metadata = {"format": "pt", "mattekit.model": entry.name, "mattekit.architecture": entry.architecture,
-                    "upstream.file": entry.upstream.file, "upstream.sha256": source_sha256}
-        save_file(state, str(tmp), metadata=metadata)
+        # One metadata key only: safetensors writes the metadata in hash-map order, so with several keys
+        # the same weights would give different bytes.  This way a given upstream file always converts to
+        # the same zoo file, which is what makes a published sha256 checkable here.
+        save_file(state, str(tmp), metadata={"format": "pt"})
 
     atomic_save(target, save)
     sha256 = sha256_of(target)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import shutil
 import socket
 import threading
 from dataclasses import dataclass, field
@@ -53,10 +52,9 @@ class _Repo:
 
 
 class FakeHub:
-    """Serve repositories of files over HTTP; use as a context manager (``with FakeHub(tmp) as hub``)."""
+    """Serve repositories of files over HTTP; use as a context manager (``with FakeHub() as hub``)."""
 
-    def __init__(self, storage: Path) -> None:
-        self._storage = storage
+    def __init__(self) -> None:
         self._repos: dict[str, _Repo] = {}
         self._lock = threading.Lock()
         self._drop_after: int | None = None
@@ -68,21 +66,14 @@ class FakeHub:
     # -- content -------------------------------------------------------------------------------------
 
     def commit(self, repo: str, files: dict[str, Path], branch: str = "main") -> str:
-        """Add a commit holding copies of ``files`` (name in repo -> local file), move ``branch`` to it,
-        and return its 40-hex hash."""
+        """Add a commit serving ``files`` (name in repo -> local file, served in place, so keep it
+        unchanged), move ``branch`` to it, and return its 40-hex hash."""
         state = self._repos.setdefault(repo, _Repo())
-        digest = hashlib.sha1(f"{repo}:{len(state.commits)}".encode())
-        for name, source in sorted(files.items()):
-            digest.update(name.encode() + source.read_bytes())
-        commit = digest.hexdigest()
-        stored = {}
-        for name, source in files.items():
-            target = self._storage / commit / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, target)
-            sha256 = hashlib.sha256(target.read_bytes()).hexdigest()
-            stored[name] = _Served(commit, target, sha256, target.stat().st_size)
-        state.commits[commit] = stored
+        hashes = {name: hashlib.sha256(path.read_bytes()).hexdigest() for name, path in files.items()}
+        commit = hashlib.sha1(f"{repo}:{len(state.commits)}:{sorted(hashes.items())}".encode()).hexdigest()
+        state.commits[commit] = {
+            name: _Served(commit, path, hashes[name], path.stat().st_size) for name, path in files.items()
+        }
         state.refs[branch] = commit
         return commit
 

@@ -81,8 +81,8 @@ def hf_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
-    with FakeHub(tmp_path / "hub-storage") as server:
+def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
+    with FakeHub() as server:
         monkeypatch.setenv("HF_ENDPOINT", server.url)
         yield server
 
@@ -135,7 +135,7 @@ def _file_requests(hub: FakeHub) -> list[tuple[str, str | None]]:
 def test_packaged_catalogue_is_the_top_level_file() -> None:
     packaged = resources.files("mattekit") / "models.toml"
     assert packaged.read_bytes() == (ROOT / "models.toml").read_bytes()
-    assert zoo.catalogue_location().resolve() == (ROOT / "models.toml").resolve()
+    assert Path(str(zoo.catalogue_location())).resolve() == (ROOT / "models.toml").resolve()
 
 
 def test_wheel_ships_the_catalogue(tmp_path: Path) -> None:
@@ -373,8 +373,11 @@ def test_import_of_an_official_gca_checkpoint(
     for key, value in state.items():
         assert torch.equal(converted[key], value), key
     assert zoo.resolve_weights(entry) == report.path
-    model = load_model(NAME, device="cpu")
-    assert torch.equal(model.net.state_dict()["decoder.conv2.weight"], state["decoder.conv2.weight"])
+    # The conversion is deterministic, so once that file is published, an import must reproduce it.
+    published = (f'file = "gca.safetensors"\npublished = true\nrepo = "{REPO}"\nrevision = "{"1" * 40}"\n'
+                 f'sha256 = "{report.sha256}"\nsize = {report.path.stat().st_size}')
+    entry = _use_catalogue(tmp_path, monkeypatch, _entry_toml("again", published, upstream))["again"]
+    assert zoo.import_checkpoint(entry, path).sha256 == report.sha256
 
 
 def test_import_refuses_a_file_that_is_not_the_official_one(
@@ -459,17 +462,24 @@ def test_predict_model_name_resolves_weights_and_weights_bypass_the_zoo(
 ) -> None:
     _publish(hub, tmp_path, monkeypatch, checkpoints[1])
     image, trimap = reference_dir / "gca" / "gca_image.png", reference_dir / "gca" / "gca_trimap.png"
+    args = ["predict", str(image), "--trimap", str(trimap), "--model", NAME, "--device", "cpu",
+            "-o", str(tmp_path)]
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    args = ["predict", str(image), "--trimap", str(trimap), "--model", NAME, "--device", "cpu"]
-    assert main([*args, "-o", str(tmp_path / "offline")]) == 2
+    assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert "HF_HUB_OFFLINE" in err and len(err.splitlines()) == 1
     # --weights bypasses the zoo: no hub needed even offline.
-    assert main([*args, "--weights", str(checkpoints[0].path), "-o", str(tmp_path / "own")]) == 0
+    own = load_model(NAME, weights=checkpoints[0].path, device="cpu")
+    assert _same_weights(own.net, checkpoints[0].path)
     monkeypatch.delenv("HF_HUB_OFFLINE")
-    assert main([*args, "-o", str(tmp_path / "zoo")]) == 0
+    assert _file_requests(hub) == []
+    assert _same_weights(load_model(NAME, device="cpu").net, checkpoints[1].path)
     assert [method for method, _ in _file_requests(hub)] == ["HEAD", "GET"]
-    expected = load_file(str(checkpoints[1].path))
-    model = load_model(NAME, device="cpu")
-    assert all(torch.equal(model.net.state_dict()[key], value) for key, value in expected.items())
-    assert (tmp_path / "zoo" / "gca_image_alpha.png").is_file()
+    assert main(args) == 0
+    assert (tmp_path / "gca_image_alpha.png").is_file()
+    assert len(_file_requests(hub)) == 2
+
+
+def _same_weights(net: torch.nn.Module, path: Path) -> bool:
+    state = net.state_dict()
+    return all(torch.equal(state[key], value) for key, value in load_file(str(path)).items())
