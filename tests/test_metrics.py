@@ -6,13 +6,15 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
+from mattekit import metrics
 from mattekit.errors import MattekitError
 from mattekit.evaluate import read_alpha
 from mattekit.io import write_png
-from mattekit.metrics import _keep_largest_component, score, to_uint8
+from mattekit.metrics import _keep_largest_component, _label, gradient_error, score, to_uint8
 from mattekit.trimap import read_trimap
 
 METRIC_NAMES = ("sad", "mse", "grad", "conn")
@@ -94,6 +96,29 @@ def test_equal_components_are_chosen_in_matlab_column_major_order() -> None:
     binary[2:4, 0] = True  # first in column-major order
     _keep_largest_component(binary, np.empty(binary.shape, dtype=np.uint16))
     assert np.array_equal(binary, np.isin(np.arange(16).reshape(4, 4), [8, 12]))
+
+
+def test_component_areas_match_opencv_statistics_beyond_65535_components() -> None:
+    """Areas from uint16 labels and banded histograms, and the int32 fallback for more components."""
+    rng = np.random.default_rng(2)
+    few = rng.random((300, 700)) < 0.55
+    many = np.zeros((600, 600), dtype=bool)
+    many[::2, ::2] = True  # 90000 single-pixel components
+    for binary in (few, many):
+        _, _, stats, _ = cv2.connectedComponentsWithStats(binary.view(np.uint8), connectivity=4)
+        _, areas = _label(binary, np.empty(binary.shape, dtype=np.uint16))
+        assert np.array_equal(areas, stats[:, cv2.CC_STAT_AREA])
+
+
+def test_grad_in_strips_equals_grad_in_one_piece(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Strip seams must not show: 7-row strips give the whole-image filter's value."""
+    gt, trimap = _ramp_case()
+    noise = np.random.default_rng(3).integers(-30, 30, gt.shape)
+    pred = np.clip(gt.astype(int) + noise, 0, 255).astype(np.uint8)
+    mask = trimap == 128
+    whole = gradient_error(pred, gt, mask)
+    monkeypatch.setattr(metrics, "STRIP_ROWS", 7)
+    assert gradient_error(pred, gt, mask) == pytest.approx(whole, rel=1e-9)
 
 
 def test_to_uint8_follows_the_png_writer_and_scales_16_bit() -> None:
