@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import os
 import pickle
 import shutil
 import subprocess
@@ -139,7 +140,7 @@ def test_packaged_catalogue_is_the_top_level_file() -> None:
 
 
 def test_wheel_ships_the_catalogue(tmp_path: Path) -> None:
-    """A non-editable install must find models.toml: build a wheel from a copy of the sources."""
+    """A non-editable install must find models.toml: build a wheel from a copy of the sources, install it."""
     source = tmp_path / "src"
     shutil.copytree(ROOT / "mattekit", source / "mattekit", symlinks=True,
                     ignore=shutil.ignore_patterns("__pycache__"))
@@ -154,6 +155,18 @@ def test_wheel_ships_the_catalogue(tmp_path: Path) -> None:
     (wheel,) = (tmp_path / "dist").glob("mattekit-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         assert archive.read("mattekit/models.toml") == (ROOT / "models.toml").read_bytes()
+    # Installed (not editable), the package reads its own copy.
+    target = tmp_path / "site"
+    pip_install = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q", "--target"]
+    subprocess.run([*pip_install, str(target), str(wheel)], check=True, capture_output=True)
+    script = "import mattekit.zoo as z; print(z.__file__); print(len(z.load_catalogue()))"
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    env.pop(zoo.CATALOGUE_ENV, None)
+    run = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True, env=env,
+                         cwd=tmp_path)
+    module, count = run.stdout.split()
+    assert Path(module).is_relative_to(target)
+    assert int(count) == len(zoo.load_catalogue(ROOT / "models.toml"))
 
 
 def test_catalogue_covers_the_registry_and_the_official_facts() -> None:
