@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+from types import FrameType
 
 import click
 import typer
@@ -26,9 +28,15 @@ def _register_commands() -> None:
     from mattekit.cli import eval, models, predict, trimap  # noqa: F401  (each adds its commands to ``app``)
 
 
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; user errors become one line on stderr and exit status 2, never a traceback."""
     _register_commands()
+    # SIGTERM (a killed batch job) unwinds like Ctrl-C, so no temporary output file is left behind.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         result = app(args=argv, standalone_mode=False)
     except MattekitError as err:

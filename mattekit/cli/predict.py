@@ -113,8 +113,8 @@ def _summarise(report: BatchReport) -> None:
     )
     if report.failures:
         table = Table(title="failed inputs", title_justify="left")
-        table.add_column("input")
-        table.add_column("reason")
+        table.add_column("input", no_wrap=True)
+        table.add_column("reason", overflow="fold")
         for failure in report.failures:
-            table.add_row(str(failure.path), failure.reason)
+            table.add_row(failure.path.name, failure.reason)
         err_console.print(table)

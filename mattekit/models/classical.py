@@ -2,16 +2,17 @@
 
 Each solver propagates the known alpha of the trimap into the unknown region through an image-dependent
 affinity; none needs weights, so they are what ``mattekit predict`` runs offline on a fresh machine.
-Degenerate trimaps are answered by the exact minimiser rather than a crash: with only background known
-every solver's minimum is alpha = 0, with only foreground known it is alpha = 1.
+pymatting (and numba under it) takes seconds to import, so it is imported when a solver is first built,
+not when the registry is listed.  Degenerate trimaps are answered by the exact minimiser rather than a
+crash: with only background known every solver's minimum is alpha = 0, with only foreground known it is 1.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from importlib import import_module
 
 import numpy as np
-import pymatting
 
 from mattekit.errors import MattekitError
 from mattekit.models import register_model
@@ -19,6 +20,10 @@ from mattekit.models.base import MattingModel, Requirements
 from mattekit.trimap import BACKGROUND, FOREGROUND, UNKNOWN
 
 Solver = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def _pymatting(function: str) -> Solver:
+    return getattr(import_module("pymatting"), function)
 
 _CLASSICAL = Requirements(trimap=True)
 
@@ -61,7 +66,7 @@ _LEVIN = "Levin, Lischinski & Weiss, A Closed-Form Solution to Natural Image Mat
 
 @register_model("closed-form", _CLASSICAL, "closed-form matting (matting Laplacian), weight-free", _LEVIN)
 def closed_form(**_: object) -> MattingModel:
-    return ClassicalSolver(pymatting.estimate_alpha_cf)
+    return ClassicalSolver(_pymatting("estimate_alpha_cf"))
 
 
 @register_model(
@@ -69,7 +74,7 @@ def closed_form(**_: object) -> MattingModel:
     "Chen, Li & Tang, KNN Matting, TPAMI 2013",
 )
 def knn(**_: object) -> MattingModel:
-    return ClassicalSolver(pymatting.estimate_alpha_knn)
+    return ClassicalSolver(_pymatting("estimate_alpha_knn"))
 
 
 @register_model(
@@ -77,7 +82,7 @@ def knn(**_: object) -> MattingModel:
     "He, Sun & Tang, Fast Matting Using Large Kernel Matting Laplacian Matrices, CVPR 2010",
 )
 def large_kernel(**_: object) -> MattingModel:
-    return ClassicalSolver(pymatting.estimate_alpha_lkm)
+    return ClassicalSolver(_pymatting("estimate_alpha_lkm"))
 
 
 @register_model(
@@ -85,7 +90,7 @@ def large_kernel(**_: object) -> MattingModel:
     "Grady, Schiwietz, Aharon & Westermann, Random Walks for Interactive Alpha-Matting, VIIP 2005",
 )
 def random_walk(**_: object) -> MattingModel:
-    return ClassicalSolver(pymatting.estimate_alpha_rw)
+    return ClassicalSolver(_pymatting("estimate_alpha_rw"))
 
 
 @register_model(
@@ -93,7 +98,7 @@ def random_walk(**_: object) -> MattingModel:
     "Zheng & Kambhamettu, Learning Based Digital Matting, ICCV 2009",
 )
 def learning_based(**_: object) -> MattingModel:
-    return ClassicalSolver(pymatting.estimate_alpha_lbdm)
+    return ClassicalSolver(_pymatting("estimate_alpha_lbdm"))
 
 
 @register_model(
@@ -101,4 +106,4 @@ def learning_based(**_: object) -> MattingModel:
     "Gastal & Oliveira, Shared Sampling for Real-Time Alpha Matting, Eurographics 2010",
 )
 def shared_sampling(**_: object) -> MattingModel:
-    return ClassicalSolver(pymatting.estimate_alpha_sm)
+    return ClassicalSolver(_pymatting("estimate_alpha_sm"))
