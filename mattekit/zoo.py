@@ -62,6 +62,7 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 _COMMIT = re.compile(r"[0-9a-f]{40}")
 _REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
 _HASH_CHUNK = 1 << 20
+_HTTP_CLIENTS = frozenset({"httpx2", "httpx", "requests", "urllib3"})
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -564,7 +565,12 @@ def _fetch(entry: Entry, file: str, hub: HubFile) -> Path:
     except HfHubHTTPError as err:
         status = err.response.status_code if err.response is not None else "?"
         raise MattekitError(f"{entry.name}: the hub answered HTTP {status} for {where}") from None
-    except OSError as err:  # e.g. huggingface_hub's size check after a broken transfer, or a full disk
+    except Exception as err:
+        # A transfer that still failed after huggingface_hub's retries: the HTTP client's own error
+        # (httpx2 under huggingface_hub 2.x, httpx under 1.x, requests before) or huggingface_hub's
+        # OSError size check; a full disk is an OSError too.  Anything else is a bug: let it through.
+        if not isinstance(err, OSError) and type(err).__module__.partition(".")[0] not in _HTTP_CLIENTS:
+            raise
         first_line = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise MattekitError(f"{entry.name}: download of {where} failed: {first_line}") from None
 

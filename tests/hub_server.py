@@ -10,7 +10,7 @@
   the client resumes after a dropped connection;
 - errors: 404 with ``X-Error-Code`` ``RepoNotFound`` / ``RevisionNotFound`` / ``EntryNotFound``.
 
-Tests add files per commit, move branches, make the next GET drop the connection after some bytes, and
+Tests add files per commit, move branches, make GETs drop the connection after some bytes, and
 read the request log.  Files are served from disk, so 100 MB checkpoints cost no memory.
 """
 
@@ -58,6 +58,7 @@ class FakeHub:
         self._repos: dict[str, _Repo] = {}
         self._lock = threading.Lock()
         self._drop_after: int | None = None
+        self._drops_left = 0
         self.requests: list[Request] = []
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -77,14 +78,17 @@ class FakeHub:
         state.refs[branch] = commit
         return commit
 
-    def drop_next_get_after(self, nbytes: int) -> None:
-        """The next full-file GET sends ``nbytes`` of the body, then closes the connection."""
-        self._drop_after = nbytes
+    def drop_gets_after(self, nbytes: int, times: int = 1) -> None:
+        """The next ``times`` file GETs send at most ``nbytes`` of their body, then close the connection."""
+        with self._lock:
+            self._drop_after, self._drops_left = nbytes, times
 
     def _take_drop(self) -> int | None:
         with self._lock:
-            drop, self._drop_after = self._drop_after, None
-            return drop
+            if self._drops_left == 0:
+                return None
+            self._drops_left -= 1
+            return self._drop_after
 
     def _resolve(self, repo: str, revision: str, name: str) -> _Served | tuple[int, str, str | None]:
         """The file to serve, or (status, X-Error-Code, X-Repo-Commit) for an error."""
@@ -173,7 +177,7 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                 self.send_header("Content-Range", f"bytes {start}-{end}/{served.size}")
             self.end_headers()
             if body:
-                self._send_file(served.path, start, end - start + 1, None if ranged else hub._take_drop())
+                self._send_file(served.path, start, end - start + 1, hub._take_drop())
 
         def _send_file(self, path: Path, start: int, length: int, drop_after: int | None) -> None:
             limit = length if drop_after is None else min(drop_after, length)

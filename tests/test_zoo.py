@@ -321,13 +321,26 @@ def test_a_connection_dropped_mid_file_resumes_with_a_range_request(
 ) -> None:
     entry = _publish(hub, tmp_path, monkeypatch, checkpoints[0])
     cut = checkpoints[0].size // 3
-    hub.drop_next_get_after(cut)
+    hub.drop_gets_after(cut)
     assert zoo.download(entry).read_bytes() == checkpoints[0].path.read_bytes()
     (_, first), (_, second), (_, resumed) = _file_requests(hub)
     assert first is None and second is None
     # huggingface_hub keeps what it wrote to disk: whole 10 MiB chunks of what it received.
     start = int(resumed.removeprefix("bytes=").removesuffix("-"))
     assert 0 < start <= cut
+
+
+def test_a_transfer_that_keeps_failing_is_one_clear_error(
+    hub: FakeHub, checkpoints: tuple[Checkpoint, Checkpoint], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    hf_home: Path,
+) -> None:
+    entry = _publish(hub, tmp_path, monkeypatch, checkpoints[0])
+    hub.drop_gets_after(1000, times=100)
+    monkeypatch.setattr("time.sleep", lambda seconds: None)  # huggingface_hub waits 1 s between retries
+    with pytest.raises(MattekitError, match=f"^{NAME}: download of {REPO}@.* failed: peer closed"):
+        zoo.download(entry)
+    assert zoo.cached_file(entry) is None
+    assert not [p for p in (hf_home / "hub").rglob("*") if p.is_file() and p.parent.name == "blobs"]
 
 
 def test_offline_with_nothing_cached_says_how_to_get_the_file(
