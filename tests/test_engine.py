@@ -72,7 +72,7 @@ def test_constant_model_shows_no_seams(height: int, width: int) -> None:
     model = Constant()
     alpha = run_model(model, MattingInput(random_image(height, width), None), TILED)
     np.testing.assert_allclose(alpha, 0.5, rtol=0, atol=1e-6)  # borders and corners included
-    assert len(model.calls) > 1
+    assert sum(shape[0] for shape in model.calls) > 1  # several tiles
 
 
 @pytest.mark.parametrize(
