@@ -50,7 +50,7 @@ function a = rd(p)
   a = a(:,:,1);
   if islogical(a), a = uint8(a) * 255; end
 end
-t0 = tic;
+t0 = tic; c0 = cputime;
 for i = 1:numel(rows)
   r = rows{{i}};
   pred = rd(r{{1}}); target = rd(r{{2}}); trimap = rd(r{{3}});
@@ -59,7 +59,7 @@ for i = 1:numel(rows)
   grad = compute_gradient_loss(pred, target, trimap) / 1000;
   conn = compute_connectivity_error(pred, target, trimap, 0.1) / 1000;
 end
-printf('%.6f\n', toc(t0));
+printf('%.6f %.6f\n', toc(t0), cputime - c0);
 """
 
 
@@ -73,17 +73,18 @@ def load_cases(reference: Path) -> list[Case]:
     ]
 
 
-def best_of(repeat: int, run: Callable[[], object]) -> float:
+def best_of(repeat: int, run: Callable[[], object]) -> tuple[float, float]:
+    """Least wall and CPU seconds (all threads of this process) of ``repeat`` runs."""
     times = []
     for _ in range(repeat):
-        begin = time.perf_counter()
+        begin, begin_cpu = time.perf_counter(), time.process_time()
         run()
-        times.append(time.perf_counter() - begin)
-    return min(times)
+        times.append((time.perf_counter() - begin, time.process_time() - begin_cpu))
+    return min(wall for wall, _ in times), min(cpu for _, cpu in times)
 
 
-def octave_seconds(cases: list[Case], official: Path) -> float:
-    """Seconds Octave's loop over the cases takes (start-up excluded)."""
+def octave_seconds(cases: list[Case], official: Path) -> tuple[float, float]:
+    """Wall and CPU seconds of Octave's loop over the cases (start-up excluded)."""
     with tempfile.TemporaryDirectory() as scratch:
         rows = Path(scratch) / "rows.csv"
         rows.write_text("".join(f"{c.pred},{c.gt},{c.trimap}\n" for c in cases))
@@ -92,7 +93,8 @@ def octave_seconds(cases: list[Case], official: Path) -> float:
         result = subprocess.run(
             ["octave", "--no-gui", "--quiet", str(script)], capture_output=True, text=True, check=True
         )
-    return float(result.stdout.split()[-1])
+    wall, cpu = result.stdout.split()[-2:]
+    return float(wall), float(cpu)
 
 
 def large_case(reference: Path, size: int, scratch: Path) -> None:
@@ -109,7 +111,7 @@ def large_case(reference: Path, size: int, scratch: Path) -> None:
         write_png(paths[name], array / 255.0)
     case = Case("large", paths["gt"], paths["trimap"], pred=paths["pred"])
     mask = region_mask(trimap)
-    print(f"\n{size}x{size} case ({mask.mean():.0%} unknown), seconds:")
+    print(f"\n{size}x{size} case ({mask.mean():.0%} unknown), seconds (wall, CPU):")
     stages: dict[str, Callable[[], object]] = {
         "decode pred + gt + trimap": lambda: (read_alpha(paths["pred"]), read_alpha(paths["gt"]),
                                               read_trimap(paths["trimap"])),
@@ -119,7 +121,8 @@ def large_case(reference: Path, size: int, scratch: Path) -> None:
         "total (score_case)": lambda: score_case(case),
     }
     for name, run in stages.items():
-        print(f"  {name:28s} {best_of(2, run):7.3f}")
+        wall, cpu = best_of(2, run)
+        print(f"  {name:28s} {wall:7.3f} {cpu:7.3f}")
 
 
 def cpu_name() -> str:
@@ -145,16 +148,21 @@ def main() -> None:
     versions = f"Python {platform.python_version()}, OpenCV {cv2.__version__}"
     print(f"machine: {cpu_name()}, {cores} cores; {versions}")
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
-    one = best_of(args.repeat, lambda: score_cases(cases, jobs=1))
-    many = best_of(args.repeat, lambda: score_cases(cases, jobs=cores))
     count = len(cases)
-    print(f"\n{count} cases, seconds (per case):")
-    print(f"  mattekit, 1 worker          {one:7.3f}  ({one / count:.4f})")
-    print(f"  mattekit, {cores} workers         {many:7.3f}  ({many / count:.4f})")
+    print(f"\n{count} cases: wall s, CPU s, wall s per case")
+    timings = {
+        "mattekit, 1 worker": best_of(args.repeat, lambda: score_cases(cases, jobs=1)),
+        f"mattekit, {cores} workers": best_of(args.repeat, lambda: score_cases(cases, jobs=cores)),
+    }
     if args.official is not None and shutil.which("octave"):
-        official = octave_seconds(cases, args.official)
-        print(f"  official code, Octave       {official:7.3f}  ({official / count:.4f})")
-        print(f"  ratio Octave / mattekit ({cores} workers): {official / many:.1f}x")
+        timings["official code, Octave"] = octave_seconds(cases, args.official)
+    for name, (wall, cpu) in timings.items():
+        print(f"  {name:24s} {wall:8.3f} {cpu:8.3f} {wall / count:8.4f}")
+    if "official code, Octave" in timings:
+        official, fast = timings["official code, Octave"], timings[f"mattekit, {cores} workers"]
+        single = timings["mattekit, 1 worker"]
+        print(f"  ratio Octave / mattekit: wall {official[0] / fast[0]:.1f}x ({cores} workers), "
+              f"CPU {official[1] / single[1]:.1f}x (1 worker)")
     elif args.official is not None:
         print("  official code: octave not found (apt-get install octave octave-image)")
     if args.large:

@@ -14,7 +14,7 @@ from mattekit import metrics
 from mattekit.errors import MattekitError
 from mattekit.evaluate import read_alpha
 from mattekit.io import write_png
-from mattekit.metrics import _keep_largest_component, _label, gradient_error, score, to_uint8
+from mattekit.metrics import _areas, _keep_largest_component, _label, gradient_error, score, to_uint8
 from mattekit.trimap import read_trimap
 
 METRIC_NAMES = ("sad", "mse", "grad", "conn")
@@ -106,8 +106,11 @@ def test_component_areas_match_opencv_statistics_beyond_65535_components() -> No
     many[::2, ::2] = True  # 90000 single-pixel components
     for binary in (few, many):
         _, _, stats, _ = cv2.connectedComponentsWithStats(binary.view(np.uint8), connectivity=4)
-        _, areas = _label(binary, np.empty(binary.shape, dtype=np.uint16))
-        assert np.array_equal(areas, stats[:, cv2.CC_STAT_AREA])
+        assert np.array_equal(_areas(*_label(binary, np.empty(binary.shape, dtype=np.uint16))), stats[:, 4])
+        largest = binary.copy()
+        _keep_largest_component(largest, np.empty(binary.shape, dtype=np.uint16))
+        _, labels = cv2.connectedComponents(binary.view(np.uint8), connectivity=4)
+        assert np.array_equal(largest, labels == np.argmax(stats[1:, 4]) + 1)
 
 
 def test_grad_in_strips_equals_grad_in_one_piece(monkeypatch: pytest.MonkeyPatch) -> None:
