@@ -171,12 +171,20 @@ def test_predict_matches_the_official_outputs(
     assert np.abs(alpha - expected_final).max() <= TOLERANCE
 
 
-def test_hop_all_data_variant_matches_its_official_samples(
-    reference_dir: Path, filled: dict[str, dict[str, torch.Tensor]], tmp_path: Path
+@pytest.mark.parametrize(
+    ("name", "options", "variant"),
+    [("hop-all-data", {}, "hop_alldata"), ("hop", {"global_rate": 1}, "hop_rate1")],
+)
+def test_hop_variants_match_their_official_samples(
+    name: str,
+    options: dict[str, int],
+    variant: str,
+    reference_dir: Path,
+    filled: dict[str, dict[str, torch.Tensor]],
 ) -> None:
-    """Same weights, BatchNorm eps 1e-5: the official all-data config's sampled raw alphas."""
-    variant = json.loads((reference_dir / "hop" / "hop_stats.json").read_text())["variants"]["hop_alldata"]
-    model = create_model("hop-all-data", device="cpu")
+    """Same weights, the all-data config (BatchNorm eps 1e-5) or demo.py's global rate 1: raw samples."""
+    expected = json.loads((reference_dir / "hop" / "hop_stats.json").read_text())["variants"][variant]
+    model = create_model(name, device="cpu", **options)
     load_into(model.net, filled["hop"])
     folder = reference_dir / "hop"
     data = load_input(str(folder / "hop_image.png"), str(folder / "hop_trimap.png"))
@@ -184,13 +192,20 @@ def test_hop_all_data_variant_matches_its_official_samples(
     image = np.pad(data.image, ((top, bottom), (left, right), (0, 0)), mode="reflect")
     trimap = np.pad(data.trimap, ((top, bottom), (left, right)), mode="reflect")
     raw = model.infer(image[None], trimap[None])[0]
-    samples = np.array(variant["alpha_raw"]["samples_y_x_value"])
+    samples = np.array(expected["alpha_raw"]["samples_y_x_value"])
     ys, xs = samples[:, 0].astype(int), samples[:, 1].astype(int)
     assert np.abs(raw[ys, xs] - samples[:, 2]).max() <= TOLERANCE
-    assert raw.mean() == pytest.approx(variant["alpha_raw"]["mean"], abs=1e-6)
-    # The eps matters: the HOP-9x9-RI output differs from this one by far more than the tolerance.
+    assert raw.mean() == pytest.approx(expected["alpha_raw"]["mean"], abs=1e-6)
+    # The variant matters: the HOP-9x9-RI output differs from this one by far more than the tolerance.
     hop_raw, _ = _expected(reference_dir, "hop")
     assert np.abs(raw - hop_raw).max() > 1e-4
+
+
+def test_hop_global_rate_sets_the_minimum_size() -> None:
+    assert create_model("hop", device="cpu", global_rate=1).requirements.min_size == 224
+    assert create_model("hop-all-data", device="cpu").requirements.min_size == 448
+    with pytest.raises(MattekitError, match="global_rate must be 1 or 2"):
+        create_model("hop", device="cpu", global_rate=4)
 
 
 # --- shared pre- and post-processing --------------------------------------------------------------------

@@ -73,7 +73,7 @@ class GuidedContextualAttention(nn.Module):
         weights = torch.where(is_unknown, unknown_weight, known_weight)
         scores = patch_similarity(guide, guide) * weights[:, None, None]
         attention = F.softmax(mask_self(scores, is_unknown), dim=0)
-        return propagate(attention, alpha)
+        return propagate(attention, alpha, rate=2)
 
 
 class GCAEncoder(ResNetDEncoder):

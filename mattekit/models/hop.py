@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mattekit.errors import MattekitError
 from mattekit.models import register_model
 from mattekit.models.base import Requirements
 from mattekit.models.layers import (
@@ -32,13 +33,24 @@ from mattekit.models.layers import (
 )
 from mattekit.models.network import NetworkModel, build
 
-#: The official global block builds its positional scores for at least 2 * 7 cells per axis of its 1/32
-#: grid (rate 2 at 1/16), so it runs only on padded inputs of 448 px or more; smaller ones are padded up.
+#: Distances up to this many cells of the global attention grid get their own positional encoding.
 GLOBAL_RADIUS = 7
-MIN_SIZE = 32 * 2 * GLOBAL_RADIUS
-#: The global block's attention grid has one cell per 32 input pixels.
-ATTENTION_STRIDE = 32
-REQUIREMENTS = Requirements(trimap=True, weights=True, pad_multiple=32, pad_border=32, min_size=MIN_SIZE)
+#: The global block works at 1/16 on a grid downsampled by this rate: 2 in the released configs (and the
+#: official tester); the official demo.py sets 1, a finer grid for small images (``global_rate=1``).
+DEFAULT_GLOBAL_RATE = 2
+
+
+def requirements(global_rate: int = DEFAULT_GLOBAL_RATE) -> Requirements:
+    """Padding as the official demo does it, and large enough for the global block.
+
+    The official block builds its positional scores for at least 2 * 7 cells per axis of its grid, so it
+    runs only on padded inputs of 448 px (rate 2) or 224 px (rate 1) or more; smaller ones are padded up.
+    """
+    min_size = 16 * global_rate * 2 * GLOBAL_RADIUS
+    return Requirements(trimap=True, weights=True, pad_multiple=32, pad_border=32, min_size=min_size)
+
+
+REQUIREMENTS = requirements()
 
 #: BatchNorm eps of the released variants (HOP-9x9-RI was trained in fp16 with a large eps).
 EPS_HOP_9X9_RI = 1e-3
@@ -53,9 +65,10 @@ class GlobalOpacityPropagation(nn.Module):
     the raw (unnormalised) query.
     """
 
-    def __init__(self, channels: int, guidance_channels: int, norm: NormLayer) -> None:
+    def __init__(self, channels: int, guidance_channels: int, norm: NormLayer, rate: int) -> None:
         super().__init__()
         embed = guidance_channels // 2
+        self.rate = rate
         self.scale = nn.Parameter(torch.ones(1))
         self.guidance_conv = nn.Conv2d(guidance_channels, embed, kernel_size=1)
         self.pos_embed_linear = nn.Linear(embed, embed)
@@ -72,8 +85,9 @@ class GlobalOpacityPropagation(nn.Module):
 
     def forward(self, guidance: Tensor, alpha: Tensor, trimap: Tensor) -> Tensor:
         """``alpha`` (B, C, h, w) refined over ``guidance`` (B, Cg, h, w) and a one-hot ``trimap``."""
-        queries = self.guidance_conv(guidance)[..., ::2, ::2]
-        trimap = trimap[..., ::2, ::2]
+        rate = self.rate
+        queries = self.guidance_conv(guidance)[..., ::rate, ::rate]
+        trimap = trimap[..., ::rate, ::rate]
         keys = queries + self.trimap_embed_conv(trimap)
         # Scores and softmax stay in float32 under mixed precision: fp16 overflows in this attention.
         with torch.autocast(alpha.device.type, enabled=False):
@@ -89,10 +103,10 @@ class GlobalOpacityPropagation(nn.Module):
     def _attend(
         self, queries: Tensor, keys: Tensor, alpha: Tensor, unknown: Tensor, distance: Tensor
     ) -> Tensor:
-        """One image: (C, H, W) alpha spread by attention on the (Ce, H/2, W/2) grid."""
+        """One image: (C, H, W) alpha spread by attention on the (Ce, H/rate, W/rate) grid."""
         scores = patch_similarity(queries, keys) * self.scale.float()
         scores = mask_self(scores, unknown_keys(unknown)) + self._position_scores(queries, distance)
-        return propagate(F.softmax(scores, dim=0), alpha)
+        return propagate(F.softmax(scores, dim=0), alpha, self.rate)
 
     @staticmethod
     def _position_scores(queries: Tensor, distance: Tensor) -> Tensor:
@@ -182,9 +196,9 @@ class HOPEncoder(ResNetDEncoder):
 class HOPDecoder(ResNetDDecoder):
     """Decoder with one global and three local HOP blocks between its stages (HOP Fig. 2)."""
 
-    def __init__(self, norm: NormLayer) -> None:
+    def __init__(self, norm: NormLayer, global_rate: int) -> None:
         super().__init__(norm)
-        self.gca = GlobalOpacityPropagation(256, 64, norm)
+        self.gca = GlobalOpacityPropagation(256, 64, norm, global_rate)
         self.localgca1 = LocalOpacityPropagation(128, 64, norm)
         self.localgca2 = LocalOpacityPropagation(64, 32, norm)
         self.localgca3 = LocalOpacityPropagation(32, 16, norm)
@@ -203,15 +217,25 @@ class HOPDecoder(ResNetDDecoder):
 class HOPMatting(nn.Module):
     """The HOP-Matting generator: (normalised RGB, one-hot trimap) to alpha in [0, 1]."""
 
-    def __init__(self, bn_eps: float = EPS_HOP_9X9_RI) -> None:
+    def __init__(self, bn_eps: float = EPS_HOP_9X9_RI, global_rate: int = DEFAULT_GLOBAL_RATE) -> None:
         super().__init__()
         norm = batch_norm(bn_eps)
         self.encoder = HOPEncoder(norm)
-        self.decoder = HOPDecoder(norm)
+        self.decoder = HOPDecoder(norm, global_rate)
 
     def forward(self, image: Tensor, trimap: Tensor) -> Tensor:
         bottleneck, skips, image_features, small_trimap = self.encoder(torch.cat([image, trimap], dim=1))
         return self.decoder(bottleneck, skips, image_features, small_trimap)
+
+
+def _build(
+    bn_eps: float, weights: str | Path | None, device: str, half: bool, global_rate: int
+) -> NetworkModel:
+    if global_rate not in (1, 2):
+        raise MattekitError(f"HOP global_rate must be 1 or 2, not {global_rate}")
+    # The global grid has one cell per 16 * rate input pixels: its attention memory grows with its square.
+    net = HOPMatting(bn_eps, global_rate)
+    return build(net, requirements(global_rate), weights, device, half, attention_stride=16 * global_rate)
 
 
 _PAPER = "Li, Xu & Lu, Hierarchical Opacity Propagation for Image Matting, arXiv 2004.03249"
@@ -223,9 +247,14 @@ _PAPER = "Li, Xu & Lu, Hierarchical Opacity Propagation for Image Matting, arXiv
     summary="HOP-Matting (HOP-9x9-RI): global and 9x9 local opacity propagation, BatchNorm eps 1e-3",
     paper=_PAPER,
 )
-def hop(weights: str | Path | None = None, device: str = "auto", half: bool = False) -> NetworkModel:
+def hop(
+    weights: str | Path | None = None,
+    device: str = "auto",
+    half: bool = False,
+    global_rate: int = DEFAULT_GLOBAL_RATE,
+) -> NetworkModel:
     """HOP-9x9-RI; ``weights``: an official checkpoint or a zoo ``.safetensors`` file (None: random init)."""
-    return build(HOPMatting(EPS_HOP_9X9_RI), REQUIREMENTS, weights, device, half, ATTENTION_STRIDE)
+    return _build(EPS_HOP_9X9_RI, weights, device, half, global_rate)
 
 
 @register_model(
@@ -234,6 +263,11 @@ def hop(weights: str | Path | None = None, device: str = "auto", half: bool = Fa
     summary="HOP-Matting (HOP-9x9-RI-all-data, also trained on Composition-1k test): BatchNorm eps 1e-5",
     paper=_PAPER,
 )
-def hop_all_data(weights: str | Path | None = None, device: str = "auto", half: bool = False) -> NetworkModel:
+def hop_all_data(
+    weights: str | Path | None = None,
+    device: str = "auto",
+    half: bool = False,
+    global_rate: int = DEFAULT_GLOBAL_RATE,
+) -> NetworkModel:
     """HOP-9x9-RI-all-data; the same keys as ``hop``, only the BatchNorm eps differs."""
-    return build(HOPMatting(EPS_HOP_9X9_RI_ALL_DATA), REQUIREMENTS, weights, device, half, ATTENTION_STRIDE)
+    return _build(EPS_HOP_9X9_RI_ALL_DATA, weights, device, half, global_rate)

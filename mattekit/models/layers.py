@@ -275,10 +275,17 @@ def mask_self(scores: Tensor, keys: Tensor) -> Tensor:
     return scores
 
 
-def propagate(attention: Tensor, values: Tensor) -> Tensor:
-    """Spread (C, H, W) values by (L, H/2, W/2) attention: 4x4 value patches, stride 2, overlaps averaged."""
-    patches = reflect_patches(values, 4, 2)
-    return F.conv_transpose2d(attention[None], patches, stride=2, padding=1)[0] / 4.0
+def propagate(attention: Tensor, values: Tensor, rate: int = 2) -> Tensor:
+    """Spread (C, H, W) values by (L, H/rate, W/rate) attention over (2 rate)-sized value patches.
+
+    Rate 2: 4x4 patches at stride 2 pasted by a transposed convolution.  Rate 1: 2x2 patches, with the
+    attention maps reflect-padded on the top and left.  Either way each pixel sums 4 patches, hence / 4.
+    """
+    patches = reflect_patches(values, 2 * rate, rate)
+    if rate == 1:
+        padded = F.pad(attention[None], (1, 0, 1, 0), mode="reflect")
+        return F.conv2d(padded, patches.transpose(0, 1))[0] / 4.0
+    return F.conv_transpose2d(attention[None], patches, stride=rate, padding=1)[0] / 4.0
 
 
 def sinusoid(positions: Tensor, dim: int) -> Tensor:
