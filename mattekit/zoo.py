@@ -715,15 +715,13 @@ def cached_files(entries: Iterable[Entry]) -> list[CachedFile]:
 
 
 def weights_size(entry: Entry) -> int | None:
-    """Bytes of the zoo file: published size, else the cached file's, else the upstream file's, if known."""
+    """Bytes of the zoo file: the published size, else the cached file's; None while neither exists."""
     if entry.weights is None:
         return None
     if entry.weights.hub is not None:
         return entry.weights.hub.size
     path = cached_file(entry)
-    if path is not None:
-        return path.stat().st_size
-    return entry.upstream.size if entry.upstream else None
+    return None if path is None else path.stat().st_size
 
 
 def human_size(size: int | None) -> str:

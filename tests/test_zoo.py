@@ -106,8 +106,8 @@ code = "none"
 '''
 
 
-def _published(commit: str, checkpoint: Checkpoint, file: str = "model.safetensors") -> str:
-    return (f'file = "{file}"\npublished = true\nrepo = "{REPO}"\nrevision = "{commit}"\n'
+def _published(commit: str, checkpoint: Checkpoint) -> str:
+    return (f'file = "model.safetensors"\npublished = true\nrepo = "{REPO}"\nrevision = "{commit}"\n'
             f'sha256 = "{checkpoint.sha256}"\nsize = {checkpoint.size}')
 
 
@@ -237,10 +237,10 @@ def test_invalid_catalogues_are_refused_with_a_clear_message(text: str, message:
     "name", ["../evil.safetensors", "/etc/passwd", "a/../../b", "a\\..\\b", "C:/x", "", "./x"]
 )
 def test_file_names_cannot_escape_the_cache(name: str) -> None:
-    for weights in (f'file = "{name}"\npublished = false',):
-        with pytest.raises(MattekitError, match="must be a relative path"):
-            zoo.parse_catalogue(_entry_toml("a", weights.replace("\\", "\\\\")))
-    upstream = f'[model.upstream]\nfile = "{name}"\nurl = "u"\nsha256 = ""'.replace("\\", "\\\\")
+    quoted = name.replace("\\", "\\\\")  # a TOML basic string escapes backslashes
+    with pytest.raises(MattekitError, match="must be a relative path"):
+        zoo.parse_catalogue(_entry_toml("a", f'file = "{quoted}"\npublished = false'))
+    upstream = f'[model.upstream]\nfile = "{quoted}"\nurl = "u"\nsha256 = ""'
     with pytest.raises(MattekitError, match="must be a relative path"):
         zoo.parse_catalogue(_entry_toml("a", _GOOD_WEIGHTS, upstream))
 
