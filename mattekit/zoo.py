@@ -17,10 +17,12 @@ huggingface_hub reads those variables once, when it is imported; the zoo reads t
 passes the result on, so a process that changes them (a test, a notebook) is obeyed.
 
 Shipping the catalogue: the top-level ``models.toml`` is the one file that is edited.
-``mattekit/models.toml`` is a symlink to it, so setuptools copies the real file into the wheel and sdist
-as ordinary package data (it follows symlinks when it copies), an editable install reads it through the
-link, and there is no second copy that could drift; ``tests/test_zoo.py`` checks that the installed
-resource and the top-level file have the same bytes.  ``MATTEKIT_CATALOGUE=path`` reads another file.
+``mattekit/models.toml`` is a symlink to it, so setuptools copies the real file into the wheel and the
+sdist as ordinary package data (it follows symlinks when it copies), an editable install reads it through
+the link, and there is no second copy that could drift (nor a build step to forget).  ``tests/test_zoo.py``
+builds a wheel, installs it non-editably and reads the catalogue from it.  A checkout without symlink
+support (Windows without developer mode) gets a text file in place of the link: the same test fails
+there.  ``MATTEKIT_CATALOGUE=path`` reads another file.
 
 ``python -m mattekit.zoo --markdown`` prints the table of ``docs/models.md``.
 """
@@ -510,8 +512,9 @@ def download(entry: Entry) -> Path:
     request), verify its size and sha256, and return its path.
 
     huggingface_hub shows a progress bar and, when the connection drops mid-file, resumes with an HTTP
-    Range request from the last byte received.  (A killed process starts over: huggingface_hub 1.x+
-    gives every download a private temporary file, so that concurrent downloads never mix.)
+    Range request from what it has written (it writes in 10 MiB chunks), up to five times without
+    progress.  A killed process starts over: huggingface_hub 2.x gives every download a private
+    temporary file, deleted on failure, so that concurrent downloads never mix.
     """
     weights = _require_weights(entry)
     if weights.hub is None:
