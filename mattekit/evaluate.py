@@ -21,6 +21,7 @@ import json
 import math
 import os
 import re
+import sys
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -332,36 +333,44 @@ def score_cases(
 
 
 class _PeakMemory:
-    """Peak memory growth during a block: CUDA's peak allocation for a model on a GPU; on the CPU the peak
-    resident set size (Linux ``VmHWM``, reset through ``/proc/self/clear_refs``) minus the size before."""
+    """Peak memory growth over one image: CUDA's peak allocation for a model on a GPU; on the CPU the peak
+    resident set size (Linux ``VmHWM``, reset through ``/proc/self/clear_refs``) minus the size before, or,
+    where the peak cannot be reset, the growth of the lifetime peak (``ru_maxrss``), a lower bound."""
 
     def __init__(self, device: str) -> None:
         self.cuda = device.startswith("cuda")
-        self.method = (
-            "torch.cuda.max_memory_allocated" if self.cuda
-            else "growth of peak RSS (Linux VmHWM, reset per image)" if _reset_peak_rss()
-            else "growth of lifetime peak RSS (getrusage ru_maxrss; a lower bound)"
-        )
+        self.resettable = not self.cuda and _reset_peak_rss()
+        if self.cuda:
+            self.method = "torch.cuda.max_memory_allocated growth"
+        elif self.resettable:
+            self.method = "growth of peak RSS (Linux VmHWM, reset before each image)"
+        else:
+            self.method = "growth of lifetime peak RSS (getrusage ru_maxrss; a lower bound)"
         self._start = 0
+
+    def _now(self, peak: bool) -> int:
+        if self.cuda:
+            import torch
+
+            return torch.cuda.max_memory_allocated() if peak else torch.cuda.memory_allocated()
+        if self.resettable:
+            return _proc_status_kb("VmHWM" if peak else "VmRSS") * 1024
+        import resource
+
+        # ru_maxrss is in kB on Linux, in bytes on macOS
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
 
     def start(self) -> None:
         if self.cuda:
             import torch
 
             torch.cuda.reset_peak_memory_stats()
-            self._start = torch.cuda.memory_allocated()
-        else:
+        elif self.resettable:
             _reset_peak_rss()
-            self._start = _status_kb("VmRSS") * 1024
+        self._start = self._now(peak=False)
 
     def peak_mb(self) -> float:
-        if self.cuda:
-            import torch
-
-            peak = torch.cuda.max_memory_allocated()
-        else:
-            peak = _status_kb("VmHWM") * 1024
-        return max(0, peak - self._start) / 2**20
+        return max(0, self._now(peak=True) - self._start) / 2**20
 
 
 def _reset_peak_rss() -> bool:
@@ -372,17 +381,11 @@ def _reset_peak_rss() -> bool:
     return True
 
 
-def _status_kb(key: str) -> int:
-    """A ``/proc/self/status`` field in kB, or ``ru_maxrss`` where there is no procfs."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(f"{key}:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss if key == "VmHWM" else 0
+def _proc_status_kb(key: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{key}:"):
+            return int(line.split()[1])
+    raise MattekitError(f"/proc/self/status has no {key} line")
 
 
 def predict_and_score(
