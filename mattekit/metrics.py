@@ -21,6 +21,9 @@ with it to about 1e-6 relative.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 import cv2
@@ -237,6 +240,35 @@ def _keep_largest_component(binary: np.ndarray, labels: np.ndarray) -> None:
     np.equal(found, best, out=binary)
 
 
+#: Sets of at least this many pixels are labelled two thresholds at a time, one per core (a 6000x6000
+#: matte spends most of its scoring time labelling); smaller ones are scored images in parallel instead.
+PARALLEL_PIXELS = 1 << 22
+
+
+def _largest_components(both: np.ndarray, codes: np.ndarray) -> Iterator[np.ndarray]:
+    """For each code in turn, the largest 4-connected component of ``both >= code`` as a boolean mask.
+
+    Each mask is valid until the next one is asked for: two buffer sets are reused in turn, so that a
+    large matte is labelled at two thresholds at once without fresh memory for every threshold.
+    """
+    jobs = 2 if both.size >= PARALLEL_PIXELS and (os.cpu_count() or 1) > 1 else 1
+    buffers = [(np.empty(both.shape, dtype=bool), np.empty(both.shape, dtype=np.uint16)) for _ in range(jobs)]
+
+    def largest(index: int) -> np.ndarray:
+        omega, labels = buffers[index % jobs]
+        np.greater_equal(both, codes[index], out=omega)
+        _keep_largest_component(omega, labels)
+        return omega
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        pending = {index: pool.submit(largest, index) for index in range(min(jobs, len(codes)))}
+        for index in range(len(codes)):
+            yield pending.pop(index).result()
+            # the caller is done with this buffer set: reuse it for the threshold after the next
+            if index + jobs < len(codes):
+                pending[index + jobs] = pool.submit(largest, index + jobs)
+
+
 def _threshold_levels(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray, step: float) -> np.ndarray:
     """``l_map(mask)`` of ``compute_connectivity_error.m`` for 8-bit mattes: for each pixel, the threshold
     before the first one at which it falls outside the largest 4-connected component of both mattes
@@ -258,15 +290,12 @@ def _threshold_levels(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray, step: 
     # keeps MATLAB's column-major order of components, so ties are broken alike.
     x, y, w, h = cv2.boundingRect((both >= first_code[1]).view(np.uint8))
     crop, kept_crop = both[y : y + h, x : x + w], kept[y : y + h, x : x + w]
-    omega, labels = np.empty(crop.shape, dtype=bool), np.empty(crop.shape, dtype=np.uint16)
     inside = np.ones(crop.shape, dtype=bool)
-    for code in first_code[1:]:
-        if not inside.any():
-            break  # no pixel can be kept any longer
-        np.greater_equal(crop, code, out=omega)
-        _keep_largest_component(omega, labels)
+    for omega in _largest_components(crop, first_code[1:]):
         np.logical_and(inside, omega, out=inside)
         np.add(kept_crop, inside, out=kept_crop, casting="unsafe")
+        if not inside.any():
+            break  # no pixel can be kept any longer
     # First out at threshold index kept + 1, so l = thresholds[kept]; never out, l = 1.
     lookup = np.append(thresholds[:-1], 1.0)
     return lookup[kept[mask]]

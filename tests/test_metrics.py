@@ -14,7 +14,15 @@ from mattekit import metrics
 from mattekit.errors import MattekitError
 from mattekit.evaluate import read_alpha
 from mattekit.io import write_png
-from mattekit.metrics import _areas, _keep_largest_component, _label, gradient_error, score, to_uint8
+from mattekit.metrics import (
+    _areas,
+    _keep_largest_component,
+    _label,
+    connectivity_error,
+    gradient_error,
+    score,
+    to_uint8,
+)
 from mattekit.trimap import read_trimap
 
 METRIC_NAMES = ("sad", "mse", "grad", "conn")
@@ -111,6 +119,21 @@ def test_component_areas_match_opencv_statistics_beyond_65535_components() -> No
         _keep_largest_component(largest, np.empty(binary.shape, dtype=np.uint16))
         _, labels = cv2.connectedComponents(binary.view(np.uint8), connectivity=4)
         assert np.array_equal(largest, labels == np.argmax(stats[1:, 4]) + 1)
+
+
+def test_conn_labelled_two_thresholds_at_a_time_equals_one_at_a_time(
+    reference_dir: Path, dev_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The path large mattes take (buffer sets reused in turn by two threads) on GT04, whose thresholded
+    sets have hundreds of components."""
+    pred = read_alpha(reference_dir / "metrics" / "pred" / "Trimap1" / "GT04.png")
+    gt = read_alpha(dev_dir / "gt_training_lowres" / "GT04.png")
+    mask = read_trimap(dev_dir / "trimap_training_lowres" / "Trimap1" / "GT04.png") == 128
+    monkeypatch.setattr(metrics, "PARALLEL_PIXELS", 1 << 40)
+    one = connectivity_error(pred, gt, mask)
+    monkeypatch.setattr(metrics, "PARALLEL_PIXELS", 0)
+    monkeypatch.setattr(metrics.os, "cpu_count", lambda: 2)
+    assert connectivity_error(pred, gt, mask) == one == pytest.approx(11.11114407, rel=1e-5)
 
 
 def test_grad_in_strips_equals_grad_in_one_piece(monkeypatch: pytest.MonkeyPatch) -> None:
