@@ -49,7 +49,7 @@ OFFICIAL = Requirements(pad_multiple=32, pad_border=32)
     [
         # The official GCA/HOP demo layout: 32 px on top/left, bottom/right up to a multiple of 32 plus 32.
         (OFFICIAL, 128, 160, (32, 32, 32, 32)),
-        (OFFICIAL, 100, 130, (32, 60, 32, 58)),
+        (OFFICIAL, 100, 130, (32, 60, 32, 62)),
         # A minimum size grows bottom/right in steps of 32: 300 + 64 -> 384 -> 448.
         (RecordingModel.requirements, 300, 500, (32, 116, 32, 44)),
         (RecordingModel.requirements, 1, 1, (32, 415, 32, 415)),
