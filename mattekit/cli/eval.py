@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -95,10 +96,10 @@ def eval_command(
     _show(report)
     if csv is not None:
         write_csv(report, csv)
-        err_console.print(f"per-image rows: {csv}")
+        err_console.print(f"per-image rows: {escape(str(csv))}")
     if json is not None:
         write_json(report, json)
-        err_console.print(f"report: {json}")
+        err_console.print(f"report: {escape(str(json))}")
 
 
 @contextmanager
@@ -113,12 +114,12 @@ def _progress(description: str, total: int) -> Iterator[Callable[[Row], None]]:
 def _show(report: Report) -> None:
     """Unpaired files on stderr; the conventions and the table of means on stdout."""
     if report.problems:
-        err_console.print(f"[yellow]warning:[/] {len(report.problems)} file(s) not evaluated:")
+        err_console.print(f"[yellow]warning:[/] {len(report.problems)} file(s) could not be paired:")
         for line in report.problems:
-            err_console.print(f"  {line}", soft_wrap=True)
+            err_console.print(f"  {escape(line)}", soft_wrap=True)
     console = Console(highlight=False)
     for key, value in report.conventions.items():
-        console.print(f"[dim]{key}:[/] {value}", soft_wrap=True)
+        console.print(f"[dim]{key}:[/] {escape(value)}", soft_wrap=True)
     means = report.means()
     columns = list(next(iter(means.values())))
     table = Table(title=f"mean over {len(report.rows)} image(s)")
