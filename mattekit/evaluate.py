@@ -40,7 +40,6 @@ from mattekit.predictor import load_input, run_model
 from mattekit.trimap import BACKGROUND, FOREGROUND, UNKNOWN, read_trimap
 
 LAYOUTS = ("alphamatting", "comp1k", "plain")
-METRICS = ("sad", "mse", "grad", "conn")
 
 _ALPHAMATTING = ("input_training_lowres", "gt_training_lowres", "trimap_training_lowres")
 _COMP1K_ALPHA = ("alpha_copy", "alpha")
