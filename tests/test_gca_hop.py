@@ -208,6 +208,26 @@ def test_hop_global_rate_sets_the_minimum_size() -> None:
         create_model("hop", device="cpu", global_rate=4)
 
 
+def test_images_of_a_batch_are_independent() -> None:
+    """The attention runs per image (its unknown-area weights too): a batch gives what single images give.
+
+    The network is freshly initialised: its spectral norms must already give finite outputs.
+    """
+    torch.manual_seed(0)
+    model = create_model("gca", device="cpu")
+    for block in (model.net.encoder.gca, model.net.decoder.gca):
+        torch.nn.init.ones_(block.W[1].weight)  # the initial 1e-3 would hide the attention's effect
+    images = np.random.default_rng(1).random((3, 64, 96, 3), dtype=np.float32)
+    trimaps = np.full((3, 64, 96), UNKNOWN, dtype=np.uint8)  # the last one is all unknown
+    trimaps[0, :, :20] = BACKGROUND
+    trimaps[1, 40:] = FOREGROUND
+    batch = model.infer(images, trimaps)
+    assert np.isfinite(batch).all()
+    for index in range(3):
+        single = model.infer(images[index : index + 1], trimaps[index : index + 1])
+        np.testing.assert_allclose(batch[index], single[0], atol=1e-6)
+
+
 # --- shared pre- and post-processing --------------------------------------------------------------------
 
 

@@ -19,6 +19,9 @@ from torch import Tensor, nn
 #: Builds a BatchNorm2d for a channel count; the HOP variants differ only in its eps.
 NormLayer = Callable[[int], nn.BatchNorm2d]
 
+#: Power iterations on a freshly initialised spectral-norm layer (training then does one per step).
+INITIAL_POWER_ITERATIONS = 3
+
 #: Added to a key's score at its own position so a pixel does not copy its own opacity (GCA Eq. 3).
 SELF_SCORE = -1e4
 
@@ -56,17 +59,26 @@ class SpectralNorm(nn.Module):
         )
         module.register_parameter("weight_bar", nn.Parameter(weight))
         self.module = module
+        # Random u and v make sigma = u . W v close to zero with a random sign, which blows up an untrained
+        # network's activations; a few iterations bring it near the largest singular value.
+        for _ in range(INITIAL_POWER_ITERATIONS):
+            self._power_iteration()
+
+    def _matrix(self) -> Tensor:
+        return self.module.weight_bar.reshape(self.module.weight_bar.shape[0], -1)
+
+    @torch.no_grad()
+    def _power_iteration(self) -> None:
+        matrix, u, v = self._matrix(), self.module.weight_u, self.module.weight_v
+        v.copy_(_unit(matrix.t().mv(u)))
+        u.copy_(_unit(matrix.mv(v)))
 
     def normalized_weight(self) -> Tensor:
         """``weight_bar / sigma`` with ``sigma = u . (W v)``."""
-        module = self.module
-        bar, u, v = module.weight_bar, module.weight_u, module.weight_v
-        matrix = bar.reshape(bar.shape[0], -1)
         if self.training:
-            with torch.no_grad():
-                v.copy_(_unit(matrix.t().mv(u)))
-                u.copy_(_unit(matrix.mv(v)))
-        return bar / u.dot(matrix.mv(v))
+            self._power_iteration()
+        module = self.module
+        return module.weight_bar / module.weight_u.dot(self._matrix().mv(module.weight_v))
 
     def forward(self, x: Tensor) -> Tensor:
         module, weight = self.module, self.normalized_weight()
