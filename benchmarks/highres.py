@@ -31,7 +31,6 @@ import cv2
 import numpy as np
 
 from mattekit.engine import TileOptions, plan
-from mattekit.engine.tiling import padded_size
 from mattekit.io import read_gray, write_png
 from mattekit.models import MattingModel, create_model
 from mattekit.predictor import MattingInput, finish_alpha, load_input, run_model
@@ -104,6 +103,10 @@ def downscaled(model: MattingModel, data: MattingInput) -> np.ndarray:
 
 def run_case(case: dict) -> dict:
     """One measurement, in this process: read, matte, write; seconds, peak memory, plan."""
+    if case.get("threads"):
+        import torch
+
+        torch.set_num_threads(case["threads"])
     model = build_model(case["model"], case["device"])
     cuda = str(model.device).startswith("cuda")
     if cuda:
@@ -118,7 +121,7 @@ def run_case(case: dict) -> dict:
     how = plan(model, case["size"], case["size"], data.trimap, options)
     alpha = downscaled(model, data) if case["strategy"] == "downscale" else run_model(model, data, options)
     out = CACHE / "alpha" / f"{_case_name(case)}.png"
-    write_png(out, alpha, bit_depth=16)
+    write_png(out, alpha)
     seconds = time.perf_counter() - start
     np.save(out.with_suffix(".npy"), alpha)
     result = {
@@ -128,11 +131,10 @@ def run_case(case: dict) -> dict:
         "unknown": round(float((data.trimap == UNKNOWN).mean()), 4),
     }
     if how.grid is not None and case["strategy"] == "tiled":
-        tile_height, tile_width = padded_size(model.requirements, how.grid.rows.size, how.grid.cols.size)
         result |= {
             "tile_size": how.tile_size, "overlap": how.overlap, "batch": how.batch,
             "tiles_run": len(how.grid.run), "tiles_skipped": len(how.grid.skipped),
-            "model_pixels": len(how.grid.run) * tile_height * tile_width,
+            "model_megapixels": round(how.model_pixels / 1e6, 1),
         }
     if cuda:
         result["peak_gpu_gb"] = round(torch.cuda.max_memory_allocated() / 1e9, 2)
@@ -164,7 +166,8 @@ def command_run(args: argparse.Namespace) -> None:
                         for strategy in args.strategies:
                             case = {"model": model, "device": device, "photo": photo, "size": size,
                                     "trimap": kind, "strategy": strategy,
-                                    "tile_size": args.tile_size, "overlap": args.overlap}
+                                    "tile_size": args.tile_size, "overlap": args.overlap,
+                                    "threads": args.threads}
                             results.append(_measure(case, args.timeout))
                             args.out.write_text(json.dumps(results, indent=1))
 
@@ -200,8 +203,7 @@ def command_plan(args: argparse.Namespace) -> None:
                     how = plan(model, args.size, args.size, trimap,
                                TileOptions(tile="on", tile_size=tile, overlap=overlap))
                     assert how.grid is not None
-                    h, w = padded_size(model.requirements, how.grid.rows.size, how.grid.cols.size)
-                    pixels = len(how.grid.run) * h * w
+                    pixels = how.model_pixels
                     unknown = round(float((trimap == UNKNOWN).mean()), 3)
                     print(json.dumps({
                         "photo": photo, "trimap": kind, "unknown": unknown,
@@ -243,6 +245,7 @@ def main() -> None:
     run.add_argument("--strategies", nargs="+", default=["whole", "tiled", "downscale"])
     run.add_argument("--tile-size", type=int)
     run.add_argument("--overlap", type=int)
+    run.add_argument("--threads", type=int, help="torch CPU threads (default: torch's own choice)")
     run.add_argument("--timeout", type=float, default=1800)
     run.add_argument("--out", type=Path, default=Path("highres-results.json"))
     case = commands.add_parser("case", help="(internal) one case, as JSON")

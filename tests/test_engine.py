@@ -129,6 +129,24 @@ def test_tiles_without_unknown_pixels_are_not_run() -> None:
     np.testing.assert_allclose(tiled, whole, atol=1e-6)
 
 
+def test_windows_hold_the_unknown_pixels_plus_a_margin() -> None:
+    trimap = np.full((300, 300), BACKGROUND, dtype=np.uint8)
+    trimap[140:150, 20:30] = UNKNOWN  # a small unknown patch inside the first column of tiles
+    tiles = grid(300, 300, 128, 16, trimap, margin=16)
+    for tile in tiles.run:
+        top, bottom, left, right = tile.window
+        assert tile.top <= top < bottom <= tile.bottom and tile.left <= left < right <= tile.right
+        core_unknown = trimap[tile.top : tile.bottom, tile.left : tile.right] == UNKNOWN
+        window_unknown = trimap[top:bottom, left:right] == UNKNOWN
+        assert core_unknown.sum() == window_unknown.sum()
+        assert bottom - top <= 10 + 2 * 16 and right - left <= 10 + 2 * 16
+    model = TrimapPerPixel()
+    data = MattingInput(random_image(300, 300), trimap)
+    alpha = run_model(model, data, TileOptions(tile="on", tile_size=128, overlap=16))
+    assert all(shape[1] <= 48 and shape[2] <= 48 for shape in model.calls)  # 42 px windows, padded to 8s
+    np.testing.assert_allclose(alpha, run_model(TrimapPerPixel(), data, TileOptions(tile="off")), atol=1e-6)
+
+
 def test_known_regions_equal_the_trimap_and_nothing_runs_without_unknown() -> None:
     trimap = np.full((300, 200), BACKGROUND, dtype=np.uint8)
     trimap[100:, :] = FOREGROUND

@@ -15,7 +15,7 @@ from typing import Literal
 
 import numpy as np
 
-from mattekit.engine.tiling import TileGrid, grid, padded_size
+from mattekit.engine.tiling import Box, TileGrid, grid, padded_size
 from mattekit.errors import MattekitError
 from mattekit.models.base import MattingModel
 from mattekit.predictor import padding
@@ -25,7 +25,7 @@ TileMode = Literal["auto", "on", "off"]
 #: Tile core size and overlap in pixels when not given, chosen by measurement (docs/engine.md); small
 #: tiles overlap by a quarter of their size at most.
 DEFAULT_TILE_SIZE = 512
-DEFAULT_OVERLAP = 64
+DEFAULT_OVERLAP = 32
 #: Tiles are never shrunk below this when the memory budget is tight.
 MIN_TILE_SIZE = 64
 #: Largest automatic batch.  On the CPU a few tiles per call amortise what a network pays per call
@@ -97,13 +97,15 @@ class TileOptions:
 
 @dataclass(frozen=True)
 class Plan:
-    """How one image will run: ``grid`` is None for a single whole-image pass."""
+    """How one image will run: ``grid`` is None for a single whole-image pass; ``model_pixels`` counts
+    the padded pixels the model will see, which is what the run costs."""
 
     height: int
     width: int
     device: str
     budget: int
     estimated_peak: int
+    model_pixels: int
     grid: TileGrid | None = None
     tile_size: int = 0
     overlap: int = 0
@@ -120,6 +122,8 @@ class Plan:
                 f"tiles of {self.tile_size} px, overlap {self.overlap} px, batch {self.batch}: "
                 f"{len(self.grid.run)} of {tiles} to run, {len(self.grid.skipped)} skipped (no unknown pixel)"
             )
+        share = self.model_pixels / (self.height * self.width)
+        lines.append(f"model input {self.model_pixels / 1e6:.1f} MP ({share:.0%} of the image)")
         lines.append(f"estimated peak memory {_gb(self.estimated_peak)}")
         return lines
 
@@ -143,27 +147,40 @@ def plan(
     )
     host = HOST_BYTES_PER_PIXEL * height * width if device == "cpu" else 0
     top, bottom, left, right = padding(model.requirements, height, width)
-    whole = host + model.estimate_memory(height + top + bottom, width + left + right, 1)
+    padded_height, padded_width = height + top + bottom, width + left + right
+    whole = host + model.estimate_memory(padded_height, padded_width, 1)
     tile_wanted = options.tile == "on" or model.context is not None
     if options.tile == "off" or (not tile_wanted and whole <= budget):
-        return Plan(height, width, device, budget, whole)
+        return Plan(height, width, device, budget, whole, padded_height * padded_width)
 
     # What the user fixed is kept; the rest shrinks (tile size, then batch) until one batch fits.
     sizes = [options.tile_size] if options.tile_size is not None else _shrinking(DEFAULT_TILE_SIZE)
     for size in sizes:
         overlap = min(DEFAULT_OVERLAP, size // 4) if options.overlap is None else options.overlap
-        tile_grid = grid(height, width, size, overlap, trimap)
+        # Windows shrink to the unknown pixels plus an overlap of context, except for context models,
+        # which compare whole patches of one size (HDMatt's patches are all 320 px).
+        margin = overlap if model.context is None else None
+        tile_grid = grid(height, width, size, overlap, trimap, margin)
         tile_height, tile_width = padded_size(model.requirements, tile_grid.rows.size, tile_grid.cols.size)
         most = min(MAX_BATCH[device], max(len(tile_grid.run), 1))
         for batch in [options.batch] if options.batch is not None else range(most, 0, -1):
             buffers = batch * tile_height * tile_width * TILE_BUFFER_BYTES_PER_PIXEL if device == "cpu" else 0
             peak = host + buffers + model.estimate_memory(tile_height, tile_width, batch)
             if peak <= budget:
-                return Plan(height, width, device, budget, peak, tile_grid, size, overlap, batch)
+                pixels = sum(_area(padded_size(model.requirements, *_size(t.window))) for t in tile_grid.run)
+                return Plan(height, width, device, budget, peak, pixels, tile_grid, size, overlap, batch)
     raise MattekitError(
         f"the memory budget of {_gb(budget)} is too small for this {width}x{height} image in tiles of "
         f"{size} px, batch {batch} (about {_gb(peak)} needed); raise --max-memory or lower --tile-size"
     )
+
+
+def _size(box: Box) -> tuple[int, int]:
+    return box[1] - box[0], box[3] - box[2]
+
+
+def _area(size: tuple[int, int]) -> int:
+    return size[0] * size[1]
 
 
 def _shrinking(size: int) -> list[int]:

@@ -8,6 +8,8 @@ patch needs beyond the image border by reflection, and merges overlaps with "a l
   and no tile sticks out of the image (a regular grid would waste the part beyond the border).  The
   model's own padding (``Requirements`` via :func:`mattekit.predictor.padding`) is gathered around each
   tile from the real image, and only beyond the image border by reflection, as the whole-image path does.
+- A tile that runs may give the model only the window of its core around its unknown pixels (plus a
+  margin of context): the rest of the core is known and its alpha is the trimap's anyway.
 - Blending is separable: a tile's weight is the product of two 1-D ramps, each proportional to the
   distance (plus one) to the nearest tile edge that has a neighbour, normalised per axis so that the ramps
   of all tiles sum to one at every coordinate.  Products of two partitions of unity are again one, so
@@ -64,10 +66,14 @@ def axis(length: int, tile: int, overlap: int) -> Axis:
     return Axis(length, size, tuple(round(i * span / (count - 1)) for i in range(count)))
 
 
+#: ``(top, bottom, left, right)`` of a box in image coordinates.
+Box = tuple[int, int, int, int]
+
+
 @dataclass(frozen=True)
 class Tile:
-    """One tile: its core box ``(top, bottom, left, right)`` in image coordinates and its index on each
-    axis (for the blending ramps)."""
+    """One tile: its core box in image coordinates, its index on each axis (for the blending ramps), and
+    the ``window`` of the core the model runs on (the whole core unless shrunk, see :func:`grid`)."""
 
     top: int
     bottom: int
@@ -75,6 +81,7 @@ class Tile:
     right: int
     row: int
     col: int
+    window: Box
 
 
 @dataclass(frozen=True)
@@ -86,14 +93,24 @@ class TileGrid:
     run: tuple[Tile, ...]
     skipped: tuple[Tile, ...]
 
-    def weights(self, tile: Tile) -> np.ndarray:
-        """(h, w) float32 blending weights of ``tile``'s core."""
-        return np.outer(self.rows.ramps[tile.row], self.cols.ramps[tile.col])
+    def weights(self, tile: Tile, box: Box | None = None) -> np.ndarray:
+        """(h, w) float32 blending weights of ``tile`` over ``box`` (a part of its core; default the core)."""
+        top, bottom, left, right = box or (tile.top, tile.bottom, tile.left, tile.right)
+        rows = self.rows.ramps[tile.row][top - tile.top : bottom - tile.top]
+        cols = self.cols.ramps[tile.col][left - tile.left : right - tile.left]
+        return np.outer(rows, cols)
 
 
-def grid(height: int, width: int, tile: int, overlap: int, trimap: np.ndarray | None) -> TileGrid:
+def grid(
+    height: int, width: int, tile: int, overlap: int, trimap: np.ndarray | None, margin: int | None = None
+) -> TileGrid:
     """Tile an image; tiles whose core holds no unknown trimap pixel are not run (their alpha is the
-    trimap's), so the cost follows the unknown area.  Without a trimap every tile runs."""
+    trimap's), so the cost follows the unknown area.  Without a trimap every tile runs.
+
+    With a ``margin``, a tile's window shrinks to the bounding box of its unknown pixels grown by
+    ``margin`` px (within the core): the rest of the core is known, so only the context would be lost,
+    and on band-shaped trimaps this saves about 40 % of the model's pixels (docs/engine.md).
+    """
     if tile < 1:
         raise MattekitError(f"--tile-size must be at least 1 pixel, not {tile}")
     if not 0 <= overlap < tile:
@@ -102,10 +119,24 @@ def grid(height: int, width: int, tile: int, overlap: int, trimap: np.ndarray | 
     run, skipped = [], []
     for r, top in enumerate(rows.starts):
         for c, left in enumerate(cols.starts):
-            t = Tile(top, top + rows.size, left, left + cols.size, r, c)
-            unknown = trimap is None or bool((trimap[t.top : t.bottom, t.left : t.right] == UNKNOWN).any())
-            (run if unknown else skipped).append(t)
+            core = (top, top + rows.size, left, left + cols.size)
+            unknown = None if trimap is None else trimap[core[0] : core[1], core[2] : core[3]] == UNKNOWN
+            if unknown is not None and not unknown.any():
+                skipped.append(Tile(*core, r, c, core))
+                continue
+            window = core if unknown is None or margin is None else _shrink(core, unknown, margin)
+            run.append(Tile(*core, r, c, window))
     return TileGrid(rows, cols, tuple(run), tuple(skipped))
+
+
+def _shrink(core: Box, unknown: np.ndarray, margin: int) -> Box:
+    """The box of the ``unknown`` pixels of ``core``, grown by ``margin`` and kept inside the core."""
+    top, bottom, left, right = core
+    ys, xs = np.flatnonzero(unknown.any(axis=1)), np.flatnonzero(unknown.any(axis=0))
+    return (
+        max(top, top + ys[0] - margin), min(bottom, top + ys[-1] + 1 + margin),
+        max(left, left + xs[0] - margin), min(right, left + xs[-1] + 1 + margin),
+    )
 
 
 def reflect_index(start: int, stop: int, length: int) -> np.ndarray:
@@ -125,10 +156,11 @@ def padded_size(requirements: Requirements, tile_height: int, tile_width: int) -
     return tile_height + top + bottom, tile_width + left + right
 
 
-def gather(array: np.ndarray, tile: Tile, requirements: Requirements) -> np.ndarray:
-    """``tile``'s core of ``array`` (H, W[, C]) with the padding the model asks for, taken from the
-    surrounding image and reflected beyond its border."""
-    top, bottom, left, right = padding(requirements, tile.bottom - tile.top, tile.right - tile.left)
-    rows = reflect_index(tile.top - top, tile.bottom + bottom, array.shape[0])
-    cols = reflect_index(tile.left - left, tile.right + right, array.shape[1])
+def gather(array: np.ndarray, box: Box, requirements: Requirements) -> np.ndarray:
+    """``box`` of ``array`` (H, W[, C]) with the padding the model asks for, taken from the surrounding
+    image and reflected beyond its border."""
+    box_top, box_bottom, box_left, box_right = box
+    top, bottom, left, right = padding(requirements, box_bottom - box_top, box_right - box_left)
+    rows = reflect_index(box_top - top, box_bottom + bottom, array.shape[0])
+    cols = reflect_index(box_left - left, box_right + right, array.shape[1])
     return array[rows[:, None], cols[None, :]]
