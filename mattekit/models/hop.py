@@ -19,6 +19,7 @@ from mattekit.errors import MattekitError
 from mattekit.models import register_model
 from mattekit.models.base import Requirements
 from mattekit.models.layers import (
+    SELF_SCORE,
     NormLayer,
     ResNetDDecoder,
     ResNetDEncoder,
@@ -60,9 +61,9 @@ EPS_HOP_9X9_RI_ALL_DATA = 1e-5
 class GlobalOpacityPropagation(nn.Module):
     """Global HOP block with positional encoding and trimap embedding (HOP §3.1-3.2, Eq. 2-4).
 
-    As in the released code: the attention runs on a 2x downsampled grid, the trimap embedding is added to
-    the keys only, the learnable ``scale`` multiplies the content score only, and the positional score uses
-    the raw (unnormalised) query.
+    As in the released code: the attention runs on a grid downsampled by ``rate``, the trimap embedding is
+    added to the keys only, the learnable ``scale`` multiplies the content score only, and the positional
+    score uses the raw (unnormalised) query.
     """
 
     def __init__(self, channels: int, guidance_channels: int, norm: NormLayer, rate: int) -> None:
@@ -143,6 +144,7 @@ class LocalOpacityPropagation(nn.Module):
     def forward(self, guidance: Tensor, alpha: Tensor) -> Tensor:
         """``alpha`` (B, C, H, W) refined over the same-size ``guidance`` (B, Cg, H, W)."""
         size, radius = self.kernel_size, self.kernel_size // 2
+        centre = radius * size + radius
         height, width = alpha.shape[2:]
         guide = self.guidance_conv(guidance)
         with torch.autocast(alpha.device.type, enabled=False):
@@ -150,21 +152,20 @@ class LocalOpacityPropagation(nn.Module):
             offset = self.pos_embed_linear(self.offset_encoding.float())[:, :, None, None]  # (k, C, 1, 1)
             guide = guide / guide.norm(dim=1, keepdim=True).clamp_min(1e-4)
             padded = F.pad(guide, (radius,) * 4, mode="reflect")
-            scores = []
-            for i in range(size):
-                for j in range(size):
-                    if i == radius and j == radius:
-                        # The centre is masked so a pixel does not copy its own opacity.
-                        scores.append(torch.full_like(guide[:, :1], -1e4))
-                        continue
-                    neighbour = padded[..., i : i + height, j : j + width]
-                    scores.append((guide * (neighbour + offset[i] + offset[j])).sum(dim=1, keepdim=True))
-            attention = F.softmax(torch.stack(scores) * self.scale.float(), dim=0).to(alpha.dtype)
+            # One score map per window offset (row-major), filled in place: this is the block's memory peak.
+            scores = guide.new_empty((size * size, guide.shape[0], 1, height, width))
+            for index in range(size * size):
+                i, j = divmod(index, size)
+                neighbour = padded[..., i : i + height, j : j + width]
+                scores[index] = (guide * (neighbour + offset[i] + offset[j])).sum(dim=1, keepdim=True)
+            # The centre is masked so a pixel does not copy its own opacity.
+            scores[centre] = SELF_SCORE
+            attention = F.softmax(scores.mul_(self.scale.float()), dim=0).to(alpha.dtype)
         values = F.pad(alpha, (radius,) * 4, mode="reflect")
         spread = torch.zeros_like(alpha)
         for index in range(size * size):
             i, j = divmod(index, size)
-            if index != radius * size + radius:
+            if index != centre:
                 spread = spread + values[..., i : i + height, j : j + width] * attention[index]
         return self.W(spread) + alpha
 
