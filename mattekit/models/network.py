@@ -109,7 +109,14 @@ class NetworkModel(MattingModel):
         if self.half:
             return torch.autocast("cuda", dtype=torch.float16)
         if self.device.type == "cuda":
-            return torch.backends.cudnn.flags(enabled=True, allow_tf32=False)
+            # cuDNN convolutions use TF32 by default, which moves the alpha by far more than float32 does.
+            cudnn = torch.backends.cudnn
+            return cudnn.flags(
+                enabled=cudnn.enabled,
+                benchmark=cudnn.benchmark,
+                deterministic=cudnn.deterministic,
+                allow_tf32=False,
+            )
         return nullcontext()
 
 
