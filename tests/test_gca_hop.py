@@ -453,6 +453,17 @@ def test_half_precision_needs_cuda() -> None:
         create_model("gca", device="cpu", half=True)
 
 
+def test_float32_on_gpu_turns_off_tf32_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = create_model("gca", device="cpu")
+    monkeypatch.setattr(model, "device", torch.device("cuda"))  # the context needs no GPU to be checked
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
+    with model._precision():
+        assert not torch.backends.cudnn.allow_tf32
+        assert torch.backends.cudnn.benchmark
+    assert torch.backends.cudnn.allow_tf32
+
+
 def test_attention_softmax_stays_float32_under_autocast(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[torch.dtype] = []
     softmax = torch.nn.functional.softmax
