@@ -33,7 +33,7 @@ import numpy as np
 from PIL import Image
 
 from mattekit.errors import MattekitError
-from mattekit.io import _EXIF_ORIENTATION, DEFAULT_MAX_PIXELS, atomic_save, decode, list_images
+from mattekit.io import DEFAULT_MAX_PIXELS, EXIF_ORIENTATION, atomic_save, decode, list_images
 from mattekit.metrics import Scores, check_region, score, to_uint8
 from mattekit.models import MattingModel
 from mattekit.predictor import load_input, run_model
@@ -295,7 +295,7 @@ def _read_8bit(path: Path, max_pixels: int, modes: tuple[str, ...]) -> np.ndarra
     try:
         with Image.open(path) as im:
             plain = im.mode in modes and im.width * im.height <= max_pixels
-            if not plain or im.getexif().get(_EXIF_ORIENTATION, 1) != 1:
+            if not plain or im.getexif().get(EXIF_ORIENTATION, 1) != 1:
                 return None
             return np.asarray(im.convert("L") if im.mode == "P" else im.getchannel(0))
     except (OSError, SyntaxError, ValueError):

@@ -27,7 +27,8 @@ DEFAULT_MAX_PIXELS = 150_000_000
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 
-_EXIF_ORIENTATION = 0x0112
+#: The EXIF tag that says how a camera held the picture (1 = as stored).
+EXIF_ORIENTATION = 0x0112
 
 # PIL decodes these formats, but drops 16-bit colour to 8 bits; OpenCV keeps all 16.
 _SIXTEEN_BIT_RAWMODES = ("RGB;16B", "RGBA;16B", "RGB;16L", "RGBA;16L", "RGB;16N", "RGBA;16N")
@@ -112,7 +113,7 @@ def _decode_file(path: Path, max_pixels: int) -> Decoded:
                 )
             # Read the raw mode first: getexif() may decode a PNG, which clears its tiles.
             rawmode = im.tile[0].args if im.tile and isinstance(im.tile[0].args, str) else ""
-            orientation = im.getexif().get(_EXIF_ORIENTATION, 1)
+            orientation = im.getexif().get(EXIF_ORIENTATION, 1)
             if rawmode in _SIXTEEN_BIT_RAWMODES:
                 pixels = _decode_with_opencv(path)
             else:
@@ -152,7 +153,7 @@ def decode(source: ImageLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
             raise MattekitError(f"array of shape {source.shape} is not an image (expected HxW or HxWxC)")
         return _split(source)
     if isinstance(source, Image.Image):
-        orientation = source.getexif().get(_EXIF_ORIENTATION, 1)
+        orientation = source.getexif().get(EXIF_ORIENTATION, 1)
         return _split(_orient(_pil_pixels(source), orientation))
     if isinstance(source, (str, os.PathLike)):
         return _decode_file(Path(source), max_pixels)
@@ -203,7 +204,8 @@ def _umask() -> int:
     return mask
 
 
-def _to_integer(array: np.ndarray, bit_depth: int) -> np.ndarray:
+def to_integer(array: np.ndarray, bit_depth: int) -> np.ndarray:
+    """Unit-range values as 8- or 16-bit codes, clipped and rounded half to even (how PNGs are written)."""
     if bit_depth not in (8, 16):
         raise MattekitError(f"--bit-depth must be 8 or 16, not {bit_depth}")
     top = 255 if bit_depth == 8 else 65535
@@ -214,7 +216,7 @@ def _to_integer(array: np.ndarray, bit_depth: int) -> np.ndarray:
 def write_png(path: str | os.PathLike[str], array: np.ndarray, bit_depth: int = 8) -> Path:
     """Write a unit-range (H, W), (H, W, 3) or (H, W, 4) array as a PNG, atomically."""
     path = Path(path)
-    pixels = _to_integer(array, bit_depth)
+    pixels = to_integer(array, bit_depth)
     if pixels.ndim == 3:
         code = cv2.COLOR_RGBA2BGRA if pixels.shape[2] == 4 else cv2.COLOR_RGB2BGR
         pixels = cv2.cvtColor(pixels, code)

@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 from mattekit.errors import MattekitError
-from mattekit.io import _to_integer
+from mattekit.io import to_integer
 from mattekit.trimap import UNKNOWN
 
 #: ``evaluate.m`` reports SAD, Grad and Conn divided by this ("due to the large images used").
@@ -69,9 +69,9 @@ def to_uint8(alpha: np.ndarray) -> np.ndarray:
     if alpha.dtype == np.uint8:
         return alpha
     if alpha.dtype == np.uint16:
-        return _to_integer(alpha / np.float32(65535), 8)
+        return to_integer(alpha / np.float32(65535), 8)
     if np.issubdtype(alpha.dtype, np.floating):
-        return _to_integer(alpha, 8)
+        return to_integer(alpha, 8)
     raise MattekitError(f"an alpha matte must be uint8, uint16 or float, not {alpha.dtype}")
 
 
