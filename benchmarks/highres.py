@@ -142,17 +142,20 @@ def run_case(case: dict) -> dict:
 
 
 def _case_name(case: dict) -> str:
-    return "_".join(str(case[key]) for key in ("model", "device", "photo", "size", "trimap", "strategy"))
+    name = "_".join(str(case[key]) for key in ("model", "device", "photo", "size", "trimap", "strategy"))
+    fixed = [f"{key}{case[key]}" for key in ("tile_size", "overlap", "threads") if case.get(key)]
+    return "_".join([name, *fixed])
 
 
-def sad_against_whole(result: dict) -> float | None:
+def sad_against_whole(case: dict) -> float | None:
     """SAD (thousands) against the whole-image result of the same case, over the unknown region."""
-    whole = CACHE / "alpha" / f"{_case_name(result | {'strategy': 'whole'})}.npy"
-    if result["strategy"] == "whole" or not whole.exists():
+    reference = case | {"strategy": "whole", "tile_size": None, "overlap": None}
+    whole = CACHE / "alpha" / f"{_case_name(reference)}.npy"
+    if case["strategy"] == "whole" or not whole.exists():
         return None
-    _, trimap_path = prepare(result["photo"], result["size"], result["trimap"])
+    _, trimap_path = prepare(case["photo"], case["size"], case["trimap"])
     unknown = read_trimap(trimap_path) == UNKNOWN
-    alpha = np.load(CACHE / "alpha" / f"{_case_name(result)}.npy")
+    alpha = np.load(CACHE / "alpha" / f"{_case_name(case)}.npy")
     return round(float(np.abs(alpha - np.load(whole))[unknown].sum() / 1000), 3)
 
 
@@ -187,7 +190,7 @@ def _measure(case: dict, timeout: float) -> dict:
         return {**case, "failed": reason, "load_before": load}
     result = json.loads(done.stdout.strip().splitlines()[-1])
     result |= {"load_before": round(load, 2), "load_after": round(os.getloadavg()[0], 2)}
-    result["sad_vs_whole"] = sad_against_whole(result)
+    result["sad_vs_whole"] = sad_against_whole(case)
     print(json.dumps(result), flush=True)
     return result
 

@@ -243,8 +243,8 @@ def test_bad_tiling_options_are_one_line_user_errors(options: TileOptions, words
 
 @pytest.fixture(scope="module")
 def gca(reference_dir: Path) -> MattingModel:
-    """GCA with the deterministic synthetic weights of the shared reference (torch's own random init
-    gives NaN through the spectral norms, see shared/reference/gca/README.md)."""
+    """GCA with the deterministic synthetic weights of the shared reference: the same on every machine,
+    with activations of realistic scale (shared/reference/gca/README.md)."""
     spec = importlib.util.spec_from_file_location("reference_fill", reference_dir / "gca" / "fill.py")
     assert spec is not None and spec.loader is not None
     fill = importlib.util.module_from_spec(spec)
