@@ -231,6 +231,8 @@ def test_bad_memory_sizes_are_one_line_user_errors(text: str) -> None:
         (TileOptions(tile="sometimes"), "--tile"),
         (TileOptions(tile="on", tile_size=64, overlap=64), "--overlap"),
         (TileOptions(tile="on", tile_size=0), "--tile-size"),
+        (TileOptions(overlap=512), "--overlap"),
+        (TileOptions(overlap=-1), "--overlap"),
         (TileOptions(tile="on", batch=0), "--batch"),
         (TileOptions(max_memory="1MB"), "--max-memory"),
     ],

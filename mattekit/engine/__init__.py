@@ -6,9 +6,10 @@ run_model` uses both, so every model gets them.  Models declare what they need o
 """
 
 from mattekit.engine.context import ContextRequest, TileContext
-from mattekit.engine.planner import Plan, TileOptions, parse_memory, plan
+from mattekit.engine.planner import Plan, TileOptions, check, parse_memory, plan
 from mattekit.engine.runner import Progress, run_tiled
 
 __all__ = [
-    "ContextRequest", "Plan", "Progress", "TileContext", "TileOptions", "parse_memory", "plan", "run_tiled",
+    "ContextRequest", "Plan", "Progress", "TileContext", "TileOptions", "check", "parse_memory", "plan",
+    "run_tiled",
 ]

@@ -132,14 +132,28 @@ def _gb(size: int) -> str:
     return f"{size / 1e9:.2f} GB"
 
 
+def check(options: TileOptions) -> None:
+    """A one-line user error for options that cannot work, before any image is read."""
+    if options.tile not in ("auto", "on", "off"):
+        raise MattekitError(f"--tile must be auto, on or off, not {options.tile!r}")
+    if options.tile_size is not None and options.tile_size < 1:
+        raise MattekitError(f"--tile-size must be at least 1 pixel, not {options.tile_size}")
+    tile_size = DEFAULT_TILE_SIZE if options.tile_size is None else options.tile_size
+    if options.overlap is not None and not 0 <= options.overlap < tile_size:
+        raise MattekitError(
+            f"--overlap must be at least 0 and less than the tile size ({tile_size}), not {options.overlap}"
+        )
+    if options.batch is not None and options.batch < 1:
+        raise MattekitError(f"--batch must be at least 1, not {options.batch}")
+    if options.max_memory is not None:
+        parse_memory(options.max_memory)
+
+
 def plan(
     model: MattingModel, height: int, width: int, trimap: np.ndarray | None, options: TileOptions
 ) -> Plan:
     """Decide how ``model`` runs on an image of ``height`` x ``width`` (with ``trimap``, if any)."""
-    if options.tile not in ("auto", "on", "off"):
-        raise MattekitError(f"--tile must be auto, on or off, not {options.tile!r}")
-    if options.batch is not None and options.batch < 1:
-        raise MattekitError(f"--batch must be at least 1, not {options.batch}")
+    check(options)
     device = device_kind(model)
     budget = (
         parse_memory(options.max_memory) if options.max_memory is not None
@@ -154,7 +168,7 @@ def plan(
         return Plan(height, width, device, budget, whole, padded_height * padded_width)
 
     # What the user fixed is kept; the rest shrinks (tile size, then batch) until one batch fits.
-    sizes = [options.tile_size] if options.tile_size is not None else _shrinking(DEFAULT_TILE_SIZE)
+    sizes = [options.tile_size] if options.tile_size is not None else _shrinking(options.overlap)
     for size in sizes:
         overlap = min(DEFAULT_OVERLAP, size // 4) if options.overlap is None else options.overlap
         # Windows shrink to the unknown pixels plus an overlap of context, except for context models,
@@ -183,9 +197,10 @@ def _area(size: tuple[int, int]) -> int:
     return size[0] * size[1]
 
 
-def _shrinking(size: int) -> list[int]:
-    """Tile sizes to try when none is given: the default, then halves down to the minimum."""
-    sizes = [size]
-    while sizes[-1] // 2 >= MIN_TILE_SIZE:
+def _shrinking(overlap: int | None) -> list[int]:
+    """Tile sizes to try when none is given: the default, then halves down to the minimum (and always
+    more than a given overlap)."""
+    sizes = [DEFAULT_TILE_SIZE]
+    while sizes[-1] // 2 >= MIN_TILE_SIZE and sizes[-1] // 2 > (overlap or 0):
         sizes.append(sizes[-1] // 2)
     return sizes
