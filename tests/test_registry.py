@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import mattekit
+from mattekit import models
 from mattekit.errors import MattekitError
 from mattekit.models import Requirements, create_model, get_model_info, list_models, register_model
 from mattekit.models.base import MattingModel
@@ -25,11 +26,19 @@ class RecordingModel(MattingModel):
         return images[..., 0]
 
 
-@register_model("test-recording", RecordingModel.requirements, "records its inputs", "none")
 def _recording(**_: object) -> MattingModel:
     return RecordingModel()
 
 
+@pytest.fixture
+def registered(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Registers ``test-recording`` in a copy of the registry, so no other test sees it."""
+    list_models()  # load every real model first
+    monkeypatch.setattr(models, "_REGISTRY", dict(models._REGISTRY))
+    register_model("test-recording", RecordingModel.requirements, "records its inputs", "none")(_recording)
+
+
+@pytest.mark.usefixtures("registered")
 def test_registry_lists_and_builds_models_by_name() -> None:
     names = [info.name for info in list_models()]
     assert {"closed-form", "knn", "test-recording"} <= set(names) and names == sorted(names)
