@@ -9,9 +9,11 @@ import cv2
 import numpy as np
 import pytest
 
+from mattekit.cli import main
 from mattekit.engine import ContextRequest, TileContext, TileOptions, parse_memory, plan
 from mattekit.engine.tiling import axis, grid, reflect_index
 from mattekit.errors import MattekitError
+from mattekit.io import read_gray, write_png
 from mattekit.models import Requirements, create_model
 from mattekit.models.base import MattingModel
 from mattekit.models.checkpoint import load_into
@@ -273,3 +275,57 @@ def test_gca_tiled_stays_close_to_whole_image(gca: MattingModel, dev_dir: Path) 
     # would show at that scale.
     assert difference.mean() < 1e-3 and difference.max() < 1e-2
     np.testing.assert_array_equal(tiled[~unknown], small.trimap[~unknown] / 255.0)
+
+
+def _photo_pair(dev_dir: Path, folder: Path) -> tuple[Path, Path]:
+    """GT01 and its Trimap1, 400 px wide, as PNGs in ``folder``."""
+    data = load_input(dev_dir / "input_training_lowres" / "GT01.png",
+                      dev_dir / "trimap_training_lowres" / "Trimap1" / "GT01.png")
+    assert data.trimap is not None
+    size = (400, 248)
+    image, trimap = folder / "GT01.png", folder / "GT01_trimap.png"
+    write_png(image, cv2.resize(data.image, size, interpolation=cv2.INTER_AREA))
+    write_png(trimap, cv2.resize(data.trimap, size, interpolation=cv2.INTER_NEAREST) / 255.0)
+    return image, trimap
+
+
+def test_cli_dry_run_prints_the_plan_and_writes_nothing(
+    tmp_path: Path, dev_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    image, trimap = _photo_pair(dev_dir, tmp_path)
+    out = tmp_path / "out"
+    args = ["predict", str(image), "-t", str(trimap), "-o", str(out), "--dry-run", "--tile-size", "128"]
+    assert main([*args, "--tile", "on"]) == 0
+    printed = capsys.readouterr().out
+    assert "tiles of 128 px, overlap 32 px" in printed and "skipped" in printed and "peak memory" in printed
+    assert main([*args, "--max-memory", "10GB"]) == 0
+    assert "one whole-image pass" in capsys.readouterr().out
+    assert not out.exists()
+
+
+def test_cli_tiled_output_matches_the_api(tmp_path: Path, dev_dir: Path) -> None:
+    image, trimap = _photo_pair(dev_dir, tmp_path)
+    options = ["--tile", "on", "--tile-size", "128", "--overlap", "16", "--batch", "2"]
+    assert main(["predict", str(image), "-t", str(trimap), "-o", str(tmp_path), *options]) == 0
+    expected = run_model(create_model("closed-form"), load_input(image, trimap),
+                         TileOptions(tile="on", tile_size=128, overlap=16, batch=2))
+    np.testing.assert_allclose(read_gray(tmp_path / "GT01_alpha.png"), expected, atol=0.5 / 255 + 1e-6)
+
+
+@pytest.mark.parametrize(
+    ("option", "words"),
+    [
+        (["--max-memory", "6 parsecs"], "--max-memory"),
+        (["--tile", "maybe"], "--tile"),
+        (["--overlap", "600"], "--overlap"),
+        (["--batch", "0"], "--batch"),
+        (["--tile-size", "0"], "--tile-size"),
+    ],
+)
+def test_cli_bad_tiling_options_are_one_line_errors(
+    tmp_path: Path, dev_dir: Path, capsys: pytest.CaptureFixture[str], option: list[str], words: str
+) -> None:
+    image, trimap = _photo_pair(dev_dir, tmp_path)
+    assert main(["predict", str(image), "-t", str(trimap), "-o", str(tmp_path), *option]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and words in error and "Traceback" not in error

@@ -18,12 +18,22 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from mattekit.batch import BatchReport, JobResult, OutputOptions, collect, plan_file, plan_folder, run_batch
+from mattekit.batch import (
+    BatchReport,
+    Job,
+    JobResult,
+    OutputOptions,
+    collect,
+    plan_file,
+    plan_folder,
+    run_batch,
+)
 from mattekit.cli import app, err_console
+from mattekit.engine import TileOptions, check, plan
 from mattekit.errors import MattekitError
 from mattekit.io import DEFAULT_MAX_PIXELS
-from mattekit.models import DEFAULT_MODEL
-from mattekit.predictor import load_model, run_model
+from mattekit.models import DEFAULT_MODEL, MattingModel
+from mattekit.predictor import load_input, load_model, run_model
 
 
 @app.command()
@@ -59,12 +69,37 @@ def predict(
     max_pixels: Annotated[
         int, typer.Option(help="Refuse images with more pixels than this.")
     ] = DEFAULT_MAX_PIXELS,
+    tile: Annotated[
+        str, typer.Option(help="Matte in tiles: auto (when the whole image does not fit), on or off.")
+    ] = "auto",
+    tile_size: Annotated[
+        int | None, typer.Option(help="Tile size in pixels (default 512).", show_default=False)
+    ] = None,
+    overlap: Annotated[
+        int | None, typer.Option(help="Overlap between tiles in pixels (default 32).", show_default=False)
+    ] = None,
+    batch: Annotated[
+        int | None, typer.Option(help="Tiles per model call (default: as many as fit).", show_default=False)
+    ] = None,
+    max_memory: Annotated[
+        str | None,
+        typer.Option(
+            "--max-memory", show_default=False,
+            help="Peak memory budget, e.g. 6GB: GPU memory on a GPU, RAM on the CPU "
+            "(default: 90% of free GPU memory, 50% of available RAM).",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print how each image would run (tiles, memory) and stop.")
+    ] = False,
 ) -> None:
     """Matte an image (or every image in a folder) and write <stem>_alpha.png, plus <stem>_rgba.png with
     --rgba and <stem>_composite.png with --background."""
     if bit_depth not in (8, 16):
         raise MattekitError(f"--bit-depth must be 8 or 16, not {bit_depth}")
     options = OutputOptions(rgba=rgba, background=background, bit_depth=bit_depth)
+    tiling = TileOptions(tile=tile, tile_size=tile_size, overlap=overlap, batch=batch, max_memory=max_memory)
+    check(tiling)
     if source.is_dir():
         jobs, planning_failures = plan_folder(source, trimap, output, options)
     elif source.exists():
@@ -74,17 +109,42 @@ def predict(
     matting_model = load_model(model, weights=weights, device=device)
     if matting_model.requirements.trimap and trimap is None:
         raise MattekitError(f"model {model!r} needs a trimap: pass --trimap (make one: `mattekit trimap`)")
+    if dry_run:
+        _print_plans(jobs, matting_model, tiling, max_pixels)
+        return
 
     with _progress() as progress:
         task = progress.add_task("matting", total=len(jobs))
+        tiles = progress.add_task("tiles", total=None, visible=False)
+
+        def tile_progress(done: int, total: int) -> None:
+            if done < total:
+                progress.update(tiles, completed=done, total=total, visible=True)
+            else:  # this image is done: hide the bar and restart its clock for the next one
+                progress.reset(tiles, visible=False)
+
         results = run_batch(
-            jobs, lambda data: run_model(matting_model, data), options,
+            jobs, lambda data: run_model(matting_model, data, tiling, tile_progress), options,
             skip_existing=skip_existing, max_pixels=max_pixels,
         )
         report = collect(_advancing(results, progress, task), planning_failures)
     _summarise(report)
     if report.failures:
         raise typer.Exit(1)
+
+
+def _print_plans(jobs: list[Job], model: MattingModel, tiling: TileOptions, max_pixels: int) -> None:
+    """--dry-run: how each image would run (whole or tiles, tiles skipped, memory), without running it."""
+    for job in jobs:
+        try:
+            data = load_input(job.image, job.trimap, max_pixels)
+        except MattekitError as err:
+            typer.echo(f"{job.image}: {err}")
+            continue
+        height, width = data.image.shape[:2]
+        typer.echo(f"{job.image}:")
+        for line in plan(model, height, width, data.trimap, tiling).describe():
+            typer.echo(f"  {line}")
 
 
 def _progress() -> Progress:

@@ -183,9 +183,10 @@ def plan(
             if peak <= budget:
                 pixels = sum(_area(padded_size(model.requirements, *_size(t.window))) for t in tile_grid.run)
                 return Plan(height, width, device, budget, peak, pixels, tile_grid, size, overlap, batch)
+    fixed = " or lower --tile-size / --batch" if options.tile_size or options.batch else ""
     raise MattekitError(
         f"the memory budget of {_gb(budget)} is too small for this {width}x{height} image in tiles of "
-        f"{size} px, batch {batch} (about {_gb(peak)} needed); raise --max-memory or lower --tile-size"
+        f"{size} px, batch {batch} (about {_gb(peak)} needed); raise --max-memory{fixed}"
     )
 
 
