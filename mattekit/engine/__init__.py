@@ -1,8 +1,9 @@
 """The high-resolution engine: whole-image or tiled inference within a memory budget (docs/engine.md).
 
-:func:`plan` decides how an image runs, :func:`run_tiled` runs a tiled plan; :func:`mattekit.predictor.
-run_model` uses both, so every model gets them.  Models declare what they need on
-:class:`~mattekit.models.base.MattingModel` (``requirements``, ``estimate_memory``, ``context``).
+:func:`check` validates the options, :func:`plan` decides how an image runs, :func:`run_tiled` runs a
+tiled plan; :func:`mattekit.predictor.run_model` uses them, so every model gets them.  Models declare what
+they need on :class:`~mattekit.models.base.MattingModel` (``requirements``, ``estimate_memory``,
+``context``).
 """
 
 from mattekit.engine.context import ContextRequest, TileContext
