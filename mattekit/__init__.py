@@ -1,6 +1,6 @@
 """mattekit: image matting from the command line and from Python.
 
-The API in one line: ``alpha = mattekit.predict(image, trimap, model="closed-form")``.
+The API in one line: ``alpha = mattekit.predict(image, trimap, model="shared-sampling")``.
 """
 
 from mattekit.errors import MattekitError

@@ -3,8 +3,9 @@
 Each solver propagates the known alpha of the trimap into the unknown region through an image-dependent
 affinity; none needs weights, so they are what ``mattekit predict`` runs offline on a fresh machine.
 pymatting (and numba under it) takes seconds to import, so it is imported when a solver is first built,
-not when the registry is listed.  Degenerate trimaps are answered by the exact minimiser rather than a
-crash: with only background known every solver's minimum is alpha = 0, with only foreground known it is 1.
+not when the registry is listed.  Degenerate trimaps get an answer rather than a crash: with only
+background known the unknown region is 0, with only foreground known it is 1 (for the propagation solvers
+that is the exact minimum of their energy; sampling finds nothing else to sample).
 """
 
 from __future__ import annotations
