@@ -126,6 +126,11 @@ def test_user_errors_are_one_line_without_traceback(tmp_path: Path, dev_dir: Pat
         assert run.returncode == 2, args
         assert "Traceback" not in run.stderr
         assert len(run.stderr.strip().splitlines()) == 1 and run.stderr.startswith("error:"), run.stderr
+    # Usage errors keep click's form (usage line, then one "Error:" line), still without a traceback.
+    usage = ["predict", str(image), "--max-memory", "6", "GB"]
+    run = subprocess.run(MATTEKIT + usage, capture_output=True, text=True)
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert run.stderr.strip().splitlines()[-1] == "Error: Got unexpected extra argument(s) (GB)"
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])

@@ -6,9 +6,9 @@ import signal
 import sys
 from types import FrameType
 
-import click
 import typer
 from rich.console import Console
+from typer.exceptions import TyperException
 
 from mattekit.errors import MattekitError
 
@@ -42,10 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     except MattekitError as err:
         err_console.print(f"[bold red]error:[/] {err}", soft_wrap=True)
         return 2
-    except click.ClickException as err:
+    except TyperException as err:  # usage errors (typer bundles click's): usage, then one "Error:" line
         err.show()
         return err.exit_code
-    except click.exceptions.Abort:
+    except typer.Abort:
         err_console.print("aborted")
         return 130
     except KeyboardInterrupt:

@@ -10,6 +10,8 @@ that is the exact minimum of their energy; sampling finds nothing else to sample
 
 from __future__ import annotations
 
+import contextlib
+import io
 from collections.abc import Callable
 from importlib import import_module
 
@@ -47,8 +49,12 @@ class ClassicalSolver(MattingModel):
         known_fg, known_bg = (trimap == FOREGROUND).any(), (trimap == BACKGROUND).any()
         if not (trimap == UNKNOWN).any() or not (known_fg and known_bg):
             return _degenerate(trimap, known_fg, known_bg)
-        # pymatting reads 0 as background, 1 as foreground, anything between as unknown.
-        alpha = self._solve(image.astype(np.float64), trimap.astype(np.float64) / 255.0)
+        # pymatting reads 0 as background, 1 as foreground, anything between as unknown.  Its incomplete
+        # Cholesky preconditioner print()s a "PERFORMANCE WARNING" when it falls back to a slower path
+        # (often on tiles); that is a note for pymatting's developers, and it would break up the CLI's
+        # progress bar and anyone's stdout pipe, so it is dropped.
+        with contextlib.redirect_stdout(io.StringIO()):
+            alpha = self._solve(image.astype(np.float64), trimap.astype(np.float64) / 255.0)
         return np.clip(alpha, 0.0, 1.0).astype(np.float32)
 
 
