@@ -9,17 +9,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mattekit.engine import Progress, TileOptions, plan, run_tiled
 from mattekit.errors import MattekitError
 from mattekit.io import DEFAULT_MAX_PIXELS, ImageLike, read_image
-from mattekit.models import DEFAULT_MODEL, MattingModel, Requirements, create_model, get_model_info
+from mattekit.models import DEFAULT_MODEL, MattingModel, create_model, get_model_info
 from mattekit.trimap import BACKGROUND, FOREGROUND, read_trimap
-
-if TYPE_CHECKING:
-    from mattekit.engine import Progress, TileOptions
 
 
 @dataclass(frozen=True)
@@ -49,24 +46,6 @@ def load_input(
     return MattingInput(rgb, tri, source_alpha)
 
 
-def padding(requirements: Requirements, height: int, width: int) -> tuple[int, int, int, int]:
-    """(top, bottom, left, right) reflection padding that a model's requirements ask for.
-
-    ``pad_border`` on every side, then the bottom and right grow to a multiple of ``pad_multiple`` and to
-    at least ``min_size`` (the layout of the official GCA / HOP demo code).
-    """
-
-    def after(size: int) -> int:
-        border, multiple = requirements.pad_border, requirements.pad_multiple
-        padded = size + 2 * border + (-(size + 2 * border)) % multiple
-        if padded < requirements.min_size:
-            padded += -(-(requirements.min_size - padded) // multiple) * multiple
-        return padded - size - border
-
-    border = requirements.pad_border
-    return border, after(height), border, after(width)
-
-
 def run_model(
     model: MattingModel,
     data: MattingInput,
@@ -75,9 +54,6 @@ def run_model(
 ) -> np.ndarray:
     """A model's alpha for one input: in one pass (pad as it asks, infer, crop) or, when that does not fit
     the memory budget, in blended tiles (see :mod:`mattekit.engine`); then fix the known regions."""
-    # The engine builds on this module's padding(), so it is imported here rather than at the top.
-    from mattekit.engine import TileOptions, plan, run_tiled
-
     requirements = model.requirements
     if requirements.trimap and data.trimap is None:
         raise MattekitError("this model needs a trimap (--trimap)")
@@ -85,7 +61,7 @@ def run_model(
     how = plan(model, height, width, data.trimap, tiling or TileOptions())
     if how.grid is not None:
         return finish_alpha(run_tiled(model, data.image, data.trimap, how, progress), data)
-    top, bottom, left, right = padding(requirements, height, width)
+    top, bottom, left, right = requirements.padding(height, width)
     image, trimap = data.image, data.trimap
     if top or bottom or left or right:
         image = np.pad(image, ((top, bottom), (left, right), (0, 0)), mode="reflect")

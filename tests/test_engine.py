@@ -305,7 +305,7 @@ def test_cli_dry_run_prints_the_plan_and_writes_nothing(
 
 def test_cli_tiled_output_matches_the_api(tmp_path: Path, dev_dir: Path) -> None:
     image, trimap = _photo_pair(dev_dir, tmp_path)
-    options = ["--tile", "on", "--tile-size", "128", "--overlap", "16", "--batch", "2"]
+    options = ["-m", "closed-form", "--tile", "on", "--tile-size", "128", "--overlap", "16", "--batch", "2"]
     assert main(["predict", str(image), "-t", str(trimap), "-o", str(tmp_path), *options]) == 0
     expected = run_model(create_model("closed-form"), load_input(image, trimap),
                          TileOptions(tile="on", tile_size=128, overlap=16, batch=2))

@@ -24,7 +24,7 @@ from mattekit.models.gca import GCAMatting, GuidedContextualAttention
 from mattekit.models.hop import HOPMatting
 from mattekit.models.layers import SpectralNorm
 from mattekit.models.network import NetworkModel, normalize_images, one_hot_trimaps, parameter_count
-from mattekit.predictor import load_input, padding
+from mattekit.predictor import load_input
 from mattekit.trimap import BACKGROUND, FOREGROUND, UNKNOWN
 
 # Stated in the reference README: the official state_dict sizes, and the suggested bound on float32 CPU.
@@ -188,7 +188,7 @@ def test_hop_variants_match_their_official_samples(
     load_into(model.net, filled["hop"])
     folder = reference_dir / "hop"
     data = load_input(str(folder / "hop_image.png"), str(folder / "hop_trimap.png"))
-    top, bottom, left, right = padding(model.requirements, *data.trimap.shape)
+    top, bottom, left, right = model.requirements.padding(*data.trimap.shape)
     image = np.pad(data.image, ((top, bottom), (left, right), (0, 0)), mode="reflect")
     trimap = np.pad(data.trimap, ((top, bottom), (left, right)), mode="reflect")
     raw = model.infer(image[None], trimap[None])[0]
@@ -240,12 +240,12 @@ def _official_padding(height: int, width: int) -> tuple[int, int, int, int]:
 
 @pytest.mark.parametrize(("height", "width"), [(128, 160), (100, 150), (128, 150), (97, 33), (1, 1)])
 def test_padding_is_the_official_layout(height: int, width: int) -> None:
-    assert padding(get_model_info("gca").requirements, height, width) == _official_padding(height, width)
+    assert get_model_info("gca").requirements.padding(height, width) == _official_padding(height, width)
 
 
 @pytest.mark.parametrize(("height", "width"), [(64, 80), (448, 100), (500, 1000)])
 def test_hop_padding_reaches_its_minimum_size(height: int, width: int) -> None:
-    top, bottom, left, right = padding(get_model_info("hop").requirements, height, width)
+    top, bottom, left, right = get_model_info("hop").requirements.padding(height, width)
     assert (top, left) == (32, 32)
     for size, after in ((height, bottom), (width, right)):
         # The official border and rounding, then grown at the bottom / right to 448 if that is short of it.

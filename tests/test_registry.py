@@ -10,7 +10,6 @@ from mattekit import models
 from mattekit.errors import MattekitError
 from mattekit.models import Requirements, create_model, get_model_info, list_models, register_model
 from mattekit.models.base import MattingModel
-from mattekit.predictor import padding
 
 
 class RecordingModel(MattingModel):
@@ -67,7 +66,7 @@ OFFICIAL = Requirements(pad_multiple=32, pad_border=32)
 def test_padding_follows_the_requirements(
     requirements: Requirements, height: int, width: int, expected: tuple[int, ...]
 ) -> None:
-    top, bottom, left, right = padding(requirements, height, width)
+    top, bottom, left, right = requirements.padding(height, width)
     assert (top, bottom, left, right) == expected
     assert (height + top + bottom) % 32 == 0 and height + top + bottom >= requirements.min_size
     assert (width + left + right) % 32 == 0 and width + left + right >= requirements.min_size

@@ -18,7 +18,6 @@ import numpy as np
 from mattekit.engine.tiling import Box, TileGrid, grid, padded_size
 from mattekit.errors import MattekitError
 from mattekit.models.base import MattingModel
-from mattekit.predictor import padding
 
 TileMode = Literal["auto", "on", "off"]
 
@@ -160,7 +159,7 @@ def plan(
         else int(free_memory(model) * DEFAULT_SHARE[device])
     )
     host = HOST_BYTES_PER_PIXEL * height * width if device == "cpu" else 0
-    top, bottom, left, right = padding(model.requirements, height, width)
+    top, bottom, left, right = model.requirements.padding(height, width)
     padded_height, padded_width = height + top + bottom, width + left + right
     whole = host + model.estimate_memory(padded_height, padded_width, 1)
     tile_wanted = options.tile == "on" or model.context is not None

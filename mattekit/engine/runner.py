@@ -10,7 +10,6 @@ from mattekit.engine.context import TileContext
 from mattekit.engine.planner import Plan
 from mattekit.engine.tiling import Tile, gather
 from mattekit.models.base import MattingModel, Requirements
-from mattekit.predictor import padding
 
 #: Called after each batch with (tiles done, tiles to run).
 Progress = Callable[[int, int], None]
@@ -46,7 +45,7 @@ def run_tiled(
             raw = model.infer_context(images, trimaps, context)
         for tile, tile_alpha in zip(chunk, raw, strict=True):
             top, bottom, left, right = tile.window
-            pad_top, _, pad_left, _ = padding(requirements, bottom - top, right - left)
+            pad_top, _, pad_left, _ = requirements.padding(bottom - top, right - left)
             window = tile_alpha[pad_top : pad_top + bottom - top, pad_left : pad_left + right - left]
             alpha[top:bottom, left:right] += tile_grid.weights(tile, tile.window) * window
         done += len(chunk)

@@ -6,7 +6,7 @@ patch needs beyond the image border by reflection, and merges overlaps with "a l
 
 - Tiles along an axis are spread evenly so that the image is covered with at least the requested overlap
   and no tile sticks out of the image (a regular grid would waste the part beyond the border).  The
-  model's own padding (``Requirements`` via :func:`mattekit.predictor.padding`) is gathered around each
+  model's own padding (:meth:`Requirements.padding`) is gathered around each
   tile from the real image, and only beyond the image border by reflection, as the whole-image path does.
 - A tile that runs may give the model only the window of its core around its unknown pixels (plus a
   margin of context): the rest of the core is known and its alpha is the trimap's anyway.
@@ -25,7 +25,6 @@ from functools import cached_property
 import numpy as np
 
 from mattekit.models.base import Requirements
-from mattekit.predictor import padding
 from mattekit.trimap import UNKNOWN
 
 
@@ -149,7 +148,7 @@ def reflect_index(start: int, stop: int, length: int) -> np.ndarray:
 
 def padded_size(requirements: Requirements, tile_height: int, tile_width: int) -> tuple[int, int]:
     """Height and width of the model input for a tile core of the given size."""
-    top, bottom, left, right = padding(requirements, tile_height, tile_width)
+    top, bottom, left, right = requirements.padding(tile_height, tile_width)
     return tile_height + top + bottom, tile_width + left + right
 
 
@@ -157,7 +156,7 @@ def gather(array: np.ndarray, box: Box, requirements: Requirements) -> np.ndarra
     """``box`` of ``array`` (H, W[, C]) with the padding the model asks for, taken from the surrounding
     image and reflected beyond its border."""
     box_top, box_bottom, box_left, box_right = box
-    top, bottom, left, right = padding(requirements, box_bottom - box_top, box_right - box_left)
+    top, bottom, left, right = requirements.padding(box_bottom - box_top, box_right - box_left)
     rows = reflect_index(box_top - top, box_bottom + bottom, array.shape[0])
     cols = reflect_index(box_left - left, box_right + right, array.shape[1])
     return array[rows[:, None], cols[None, :]]

@@ -32,6 +32,22 @@ class Requirements:
     pad_border: int = 0
     min_size: int = 1
 
+    def padding(self, height: int, width: int) -> tuple[int, int, int, int]:
+        """(top, bottom, left, right) reflection padding for an input of this size.
+
+        ``pad_border`` on every side, then the bottom and right grow to a multiple of ``pad_multiple`` and
+        to at least ``min_size`` (the layout of the official GCA / HOP demo code).
+        """
+        border, multiple = self.pad_border, self.pad_multiple
+
+        def after(size: int) -> int:
+            padded = size + 2 * border + (-(size + 2 * border)) % multiple
+            if padded < self.min_size:
+                padded += -(-(self.min_size - padded) // multiple) * multiple
+            return padded - size - border
+
+        return border, after(height), border, after(width)
+
 
 class MattingModel(ABC):
     """A model that turns images and trimaps into alpha mattes.
