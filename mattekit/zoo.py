@@ -664,15 +664,16 @@ def _converted_state_dict(entry: Entry, source: Path) -> dict[str, Any]:
 # Inspection
 
 
-def parameter_count(entry: Entry) -> int | None:
-    """Values in the network's state_dict (built with random init); None for a weight-free method."""
-    from mattekit.models import create_model
+def parameter_count(architecture: str) -> int | None:
+    """Values in the state_dict of a registered architecture (built with random init), as the official
+    code counts them; None for a weight-free method."""
+    from mattekit.models import create_model, get_model_info
     from mattekit.models.network import NetworkModel
     from mattekit.models.network import parameter_count as count
 
-    if entry.weights is None:
+    if not get_model_info(architecture).requirements.weights:
         return None
-    model = create_model(entry.architecture, device="cpu")
+    model = create_model(architecture, device="cpu")
     return count(model.net) if isinstance(model, NetworkModel) else None
 
 

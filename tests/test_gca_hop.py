@@ -481,3 +481,13 @@ def test_attention_softmax_stays_float32_under_autocast(monkeypatch: pytest.Monk
         out = block(torch.randn(1, 8, 8, 8), torch.randn(1, 8, 8, 8), unknown)
     assert seen == [torch.float32]
     assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize(("architecture", "values"), [("gca", "25,291,776"), ("hop", "25,357,815")])
+def test_models_info_reports_the_official_parameter_count(
+    architecture: str, values: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mattekit.cli import main
+
+    assert main(["models", "info", architecture]) == 0
+    assert f"{values} (state_dict values)" in capsys.readouterr().out

@@ -9,8 +9,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from mattekit import models as registry
 from mattekit import zoo
 from mattekit.cli import app, err_console
+from mattekit.errors import MattekitError
 
 models_app = typer.Typer(
     help="The model zoo: named models, their weights, and the local cache.", no_args_is_help=True
@@ -54,24 +56,52 @@ def list_models(
 
 @models_app.command()
 def info(name: Name) -> None:
-    """Everything the catalogue says about one model, its parameter count and its cached file."""
-    entry = zoo.get_entry(name)
+    """Everything the catalogue says about one model (or one architecture, e.g. gca), with its parameter
+    count and its cached file."""
+    entry = zoo.find_entry(name)
+    rows = _info_rows(entry) if entry is not None else _architecture_rows(name)
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
     table.add_column(overflow="fold")
-    for field, value in _info_rows(entry):
+    for field, value in rows:
         table.add_row(field, value)
     console.print(table)
 
 
+def _parameters(architecture: str) -> str:
+    count = zoo.parameter_count(architecture)
+    return "none (weight-free)" if count is None else f"{count:,} (state_dict values)"
+
+
+def _architecture_rows(name: str) -> list[tuple[str, str]]:
+    """An architecture of the registry that is not itself a catalogue name (``gca``, ``hop``)."""
+    architectures = [model.name for model in registry.list_models()]
+    if name not in architectures:
+        raise MattekitError(
+            f"unknown model {name!r}; the catalogue has: {', '.join(zoo.load_catalogue())}; "
+            f"architectures: {', '.join(architectures)}"
+        )
+    info = registry.get_model_info(name)
+    needs = info.requirements
+    needs_list = (("trimap", needs.trimap), ("coarse mask", needs.coarse_mask), ("weights", needs.weights))
+    entries = [entry.name for entry in zoo.load_catalogue().values() if entry.architecture == name]
+    return [
+        ("architecture", info.name),
+        ("summary", info.summary),
+        ("parameters", _parameters(name)),
+        ("needs", ", ".join(what for what, needed in needs_list if needed) or "the image only"),
+        ("paper", info.paper),
+        ("catalogue entries", ", ".join(entries) or "none"),
+    ]
+
+
 def _info_rows(entry: zoo.Entry) -> list[tuple[str, str]]:
-    count = zoo.parameter_count(entry)
     rows = [
         ("name", entry.name),
         ("summary", entry.summary),
         ("architecture", f"{entry.architecture} (variant {entry.variant})"),
         ("input", entry.input),
-        ("parameters", "none (weight-free)" if count is None else f"{count:,} (state_dict values)"),
+        ("parameters", _parameters(entry.architecture)),
         ("licence", f"{entry.licence}: {entry.licence_note}" if entry.licence_note else entry.licence),
         ("paper", entry.paper),
         ("code", entry.code),
