@@ -332,32 +332,23 @@ def score_cases(
 
 
 class _PeakMemory:
-    """Peak memory growth over one image: CUDA's peak allocation for a model on a GPU; on the CPU the peak
-    resident set size (Linux ``VmHWM``, reset through ``/proc/self/clear_refs``) minus the size before, or,
-    where the peak cannot be reset, the growth of the lifetime peak (``ru_maxrss``), a lower bound."""
+    """Peak memory while one image is processed: CUDA's peak allocation for a model on a GPU; on the CPU
+    the process's peak resident set size (Linux ``VmHWM``, reset through ``/proc/self/clear_refs``), or,
+    where it cannot be reset, the lifetime peak (``ru_maxrss``, an upper bound).
+
+    The absolute peak is reported, not the growth over the image: an image whose arrays fit in memory
+    that an earlier image freed shows no growth at all, yet it needed that memory.
+    """
 
     def __init__(self, device: str) -> None:
         self.cuda = device.startswith("cuda")
         self.resettable = not self.cuda and _reset_peak_rss()
         if self.cuda:
-            self.method = "torch.cuda.max_memory_allocated growth"
+            self.method = "peak GPU memory allocated (torch.cuda.max_memory_allocated, reset per image)"
         elif self.resettable:
-            self.method = "growth of peak RSS (Linux VmHWM, reset before each image)"
+            self.method = "peak RSS of the process (Linux VmHWM, reset before each image)"
         else:
-            self.method = "growth of lifetime peak RSS (getrusage ru_maxrss; a lower bound)"
-        self._start = 0
-
-    def _now(self, peak: bool) -> int:
-        if self.cuda:
-            import torch
-
-            return torch.cuda.max_memory_allocated() if peak else torch.cuda.memory_allocated()
-        if self.resettable:
-            return _proc_status_kb("VmHWM" if peak else "VmRSS") * 1024
-        import resource
-
-        # ru_maxrss is in kB on Linux, in bytes on macOS
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+            self.method = "lifetime peak RSS of the process (getrusage ru_maxrss; an upper bound)"
 
     def start(self) -> None:
         if self.cuda:
@@ -366,10 +357,18 @@ class _PeakMemory:
             torch.cuda.reset_peak_memory_stats()
         elif self.resettable:
             _reset_peak_rss()
-        self._start = self._now(peak=False)
 
     def peak_mb(self) -> float:
-        return max(0, self._now(peak=True) - self._start) / 2**20
+        if self.cuda:
+            import torch
+
+            return torch.cuda.max_memory_allocated() / 2**20
+        if self.resettable:
+            return _proc_status_kb("VmHWM") / 2**10
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / (2**20 if sys.platform == "darwin" else 2**10)  # bytes on macOS, kB on Linux
 
 
 def _reset_peak_rss() -> bool:

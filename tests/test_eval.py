@@ -155,7 +155,5 @@ def test_full_dev_run_of_the_default_model(tmp_path: Path, dev_dir: Path) -> Non
     assert report["mean"]["all"]["sad"] < DEV_MEAN_SAD_BOUND
     first = report["rows"][0]
     assert first["name"] == "Trimap1/GT01" and first["sad"] == pytest.approx(1.297, abs=0.01)
-    assert all(row["seconds"] > 0 and row["peak_mb"] >= 0 for row in report["rows"])
-    # Peak RSS growth is 0 for an image whose arrays fit in memory an earlier image freed (the allocator
-    # reuses it), so only some rows must show growth.
-    assert any(row["peak_mb"] > 0 for row in report["rows"])
+    # The process's peak RSS per image: at least what the interpreter, numpy and the photo need.
+    assert all(row["seconds"] > 0 and row["peak_mb"] > 50 for row in report["rows"])
