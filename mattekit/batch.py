@@ -18,7 +18,7 @@ from typing import Literal
 
 import numpy as np
 
-from mattekit.compose import composite, cutout, estimate_foreground, parse_background
+from mattekit.compose import composite, cutout, estimate_foreground, fit_background
 from mattekit.errors import MattekitError
 from mattekit.io import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, list_images, write_png
 from mattekit.predictor import MattingInput, load_input
@@ -32,15 +32,17 @@ Matter = Callable[[MattingInput], np.ndarray]
 
 @dataclass(frozen=True)
 class OutputOptions:
-    """What to write for each input."""
+    """What to write for each input; ``background`` is a colour or picture from
+    :func:`mattekit.compose.load_background`, read once for the whole run."""
 
     rgba: bool = False
-    background: str | None = None
+    background: np.ndarray | None = None
     bit_depth: int = 8
 
     def kinds(self) -> list[str]:
         """Output kinds in order of precedence for the main output (last is main)."""
-        return ["alpha"] + (["rgba"] if self.rgba else []) + (["composite"] if self.background else [])
+        composite_kind = ["composite"] if self.background is not None else []
+        return ["alpha"] + (["rgba"] if self.rgba else []) + composite_kind
 
 
 @dataclass(frozen=True)
@@ -134,7 +136,7 @@ def run_job(job: Job, matte: Matter, options: OutputOptions, max_pixels: int = D
     data = load_input(job.image, job.trimap, max_pixels)
     alpha = matte(data)
     height, width = alpha.shape
-    background = parse_background(options.background, height, width) if options.background else None
+    background = None if options.background is None else fit_background(options.background, height, width)
     write_png(job.outputs["alpha"], alpha, options.bit_depth)
     if options.rgba or background is not None:
         foreground = estimate_foreground(data.image, alpha)

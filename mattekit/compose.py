@@ -47,9 +47,9 @@ def _parse_color(spec: str) -> np.ndarray | None:
     return np.array(rgb, dtype=np.float32) / 255.0
 
 
-def parse_background(spec: str, height: int, width: int) -> np.ndarray:
-    """A background from ``--background``: a colour (``white``, ``#00ff00``, ``0,255,0``) as an RGB
-    triple, or an image file scaled and centre-cropped to cover (height, width)."""
+def load_background(spec: str) -> np.ndarray:
+    """A background from ``--background``: a colour (``white``, ``#00ff00``, ``0,255,0``) as an RGB triple
+    (3,), or an image file as (H, W, 3).  Read once per run; :func:`fit_background` sizes it per image."""
     color = _parse_color(spec)
     if color is not None:
         return color
@@ -58,8 +58,15 @@ def parse_background(spec: str, height: int, width: int) -> np.ndarray:
             f"--background {spec!r} is neither a colour (name, #rrggbb, r,g,b) nor an image file"
         )
     picture, _ = read_image(spec)
-    scale = max(height / picture.shape[0], width / picture.shape[1])
-    size = (max(width, round(picture.shape[1] * scale)), max(height, round(picture.shape[0] * scale)))
-    resized = cv2.resize(picture, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
+    return picture
+
+
+def fit_background(background: np.ndarray, height: int, width: int) -> np.ndarray:
+    """A colour as it is; a picture scaled and centre-cropped to cover (height, width)."""
+    if background.ndim == 1:
+        return background
+    scale = max(height / background.shape[0], width / background.shape[1])
+    size = (max(width, round(background.shape[1] * scale)), max(height, round(background.shape[0] * scale)))
+    resized = cv2.resize(background, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
     top, left = (resized.shape[0] - height) // 2, (resized.shape[1] - width) // 2
     return resized[top : top + height, left : left + width]

@@ -160,6 +160,21 @@ def decode(source: ImageLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
     raise MattekitError(f"cannot read an image from a {type(source).__name__}")
 
 
+def read_uint8_channel(path: Path, max_pixels: int, modes: tuple[str, ...]) -> np.ndarray | None:
+    """Channel 1 (grey levels, for a palette) of an 8-bit file in one of ``modes`` (PIL mode names) with
+    no EXIF rotation, straight from the decoder and without the float conversion of :func:`decode`; None
+    for anything else, which :func:`decode` handles (and reports, if the file is bad).  Scoring uses it:
+    it saves a third of the time of an 800x550 case, and gigabytes of fresh memory at 6000x6000."""
+    try:
+        with Image.open(path) as im:
+            plain = im.mode in modes and im.width * im.height <= max_pixels
+            if not plain or im.getexif().get(EXIF_ORIENTATION, 1) != 1:
+                return None
+            return np.asarray(im.convert("L") if im.mode == "P" else im.getchannel(0))
+    except (OSError, SyntaxError, ValueError):
+        return None
+
+
 def read_image(
     source: ImageLike, max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> tuple[np.ndarray, np.ndarray | None]:

@@ -120,6 +120,7 @@ def test_user_errors_are_one_line_without_traceback(tmp_path: Path, dev_dir: Pat
         ["predict", str(image), "-t", str(trimap), "--model", "no-such-model"],
         ["predict", str(image), "-t", str(trimap), "--bit-depth", "12"],
         ["predict", str(image), "-t", str(trimap), "-o", str(tmp_path / "x.jpg")],
+        ["predict", str(image), "-t", str(trimap), "-b", "no-such-colour"],  # refused before any work
     ]
     for args in cases:
         run = subprocess.run(MATTEKIT + args, capture_output=True, text=True, cwd=tmp_path)

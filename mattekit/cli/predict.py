@@ -29,6 +29,7 @@ from mattekit.batch import (
     run_batch,
 )
 from mattekit.cli import app, err_console
+from mattekit.compose import load_background
 from mattekit.engine import TileOptions, check, plan
 from mattekit.errors import MattekitError
 from mattekit.io import DEFAULT_MAX_PIXELS
@@ -97,7 +98,8 @@ def predict(
     --rgba and <stem>_composite.png with --background."""
     if bit_depth not in (8, 16):
         raise MattekitError(f"--bit-depth must be 8 or 16, not {bit_depth}")
-    options = OutputOptions(rgba=rgba, background=background, bit_depth=bit_depth)
+    backdrop = None if background is None else load_background(background)
+    options = OutputOptions(rgba=rgba, background=backdrop, bit_depth=bit_depth)
     tiling = TileOptions(tile=tile, tile_size=tile_size, overlap=overlap, batch=batch, max_memory=max_memory)
     check(tiling)
     if source.is_dir():
