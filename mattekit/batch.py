@@ -5,7 +5,12 @@ Output naming (documented in docs/predict.md): for an input ``<stem>.<ext>`` mat
 ``<stem>_alpha.png`` (always), ``<stem>_rgba.png`` (``--rgba``) and ``<stem>_composite.png``
 (``--background``) into the output folder.  When ``-o`` names a ``.png`` file instead of a folder (one
 input only), the main output -- the composite if asked for, else the cutout if asked for, else the
-alpha -- takes that name and the others keep their standard names beside it.
+alpha -- takes that name and the others keep their standard names beside it.  Any other name is a
+folder, created if needed (``-o results.v2`` too); a name with another image ending (``.jpg``) is refused.
+
+Safety (docs/errors.md): a run that would write over one of its inputs is refused before any work, two
+inputs that would write the same output fail (the first keeps it), and every failure of one input,
+whatever its kind, is reported and the batch goes on.
 """
 
 from __future__ import annotations
@@ -19,8 +24,15 @@ from typing import Literal
 import numpy as np
 
 from mattekit.compose import composite, cutout, estimate_foreground, fit_background
-from mattekit.errors import MattekitError
-from mattekit.io import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, list_images, write_png
+from mattekit.errors import MattekitError, describe
+from mattekit.io import (
+    DEFAULT_MAX_PIXELS,
+    IMAGE_SUFFIXES,
+    image_size,
+    list_images,
+    refuse_overwrite,
+    write_png,
+)
 from mattekit.predictor import MattingInput, load_input
 
 #: Name endings that mark a trimap of the image with the same stem (``photo_trimap.png``).
@@ -28,6 +40,14 @@ TRIMAP_SUFFIXES = ("_trimap", "-trimap", ".trimap", "_tri", "-tri")
 
 #: A function that mattes one decoded input (the model and its options already bound).
 Matter = Callable[[MattingInput], np.ndarray]
+
+#: Peak host bytes per image pixel of one job apart from the model's own solve, measured as the growth of
+#: resident memory over run_job at 2000x2000 (docs/errors.md): decoding, the engine's arrays and the 8/16-bit
+#: copies of the alpha (34 measured); the foreground colours that --rgba and --background need add
+#: multi-level foreground estimation in float64 and the cutout / composite (129 measured in all, with a
+#: picture background).
+ALPHA_BYTES_PER_PIXEL = 40
+COLOUR_BYTES_PER_PIXEL = 100
 
 
 @dataclass(frozen=True)
@@ -38,6 +58,14 @@ class OutputOptions:
     rgba: bool = False
     background: np.ndarray | None = None
     bit_depth: int = 8
+    #: Host memory the outputs may take (``--max-memory`` on the CPU); None: no check.
+    memory_budget: int | None = None
+
+    def memory_needed(self, height: int, width: int) -> int:
+        """Peak host bytes of writing the outputs of a ``height`` x ``width`` image."""
+        colours = self.rgba or self.background is not None
+        per_pixel = ALPHA_BYTES_PER_PIXEL + (COLOUR_BYTES_PER_PIXEL if colours else 0)
+        return per_pixel * height * width
 
     def kinds(self) -> list[str]:
         """Output kinds in order of precedence for the main output (last is main)."""
@@ -84,13 +112,18 @@ def trimap_stem(path: Path) -> str:
 def output_paths(image: Path, output: Path, options: OutputOptions) -> dict[str, Path]:
     """Where each output of ``image`` goes; ``output`` is a folder, or a ``.png`` file for the main one."""
     kinds = options.kinds()
-    if output.suffix.lower() == ".png":
+    if is_png_name(output):
         paths = {kind: output.parent / f"{image.stem}_{kind}.png" for kind in kinds}
         paths[kinds[-1]] = output
         return paths
-    if output.suffix and not output.is_dir():
+    if output.suffix.lower() in IMAGE_SUFFIXES and not output.is_dir():
         raise MattekitError(f"-o {output}: outputs are PNG files; give a folder or a name ending in .png")
     return {kind: output / f"{image.stem}_{kind}.png" for kind in kinds}
+
+
+def is_png_name(output: Path) -> bool:
+    """``-o x.png`` names the main output file, unless a folder of that name already exists."""
+    return output.suffix.lower() == ".png" and not output.is_dir()
 
 
 def plan_file(image: Path, trimap: Path | None, output: Path, options: OutputOptions) -> Job:
@@ -105,7 +138,7 @@ def plan_folder(
 ) -> tuple[list[Job], list[Failure]]:
     """Jobs for every image in a folder, paired with trimaps by stem; images without a trimap (when a
     trimap folder is given) and ambiguous pairings are returned as failures, not dropped."""
-    if output.suffix.lower() == ".png":
+    if is_png_name(output):
         raise MattekitError(f"-o {output}: a folder of images needs an output folder, not a file")
     if trimaps is not None and not trimaps.is_dir():
         raise MattekitError(f"--trimap {trimaps}: the input is a folder, so the trimaps must be a folder too")
@@ -128,11 +161,38 @@ def plan_folder(
         jobs.append(Job(image, trimap, output_paths(image, output, options)))
     if not jobs and not failures:
         raise MattekitError(f"{images}: no images found (looked for {', '.join(IMAGE_SUFFIXES)})")
-    return jobs, failures
+    return _unique_outputs(jobs, failures)
+
+
+def _unique_outputs(jobs: list[Job], failures: list[Failure]) -> tuple[list[Job], list[Failure]]:
+    """Two inputs whose outputs would have the same name (``a.png`` and ``a.jpg``): the first keeps them,
+    the second fails rather than silently replacing the first one's results."""
+    owners: dict[Path, Path] = {}
+    kept = []
+    for job in jobs:
+        taken = [path for path in job.outputs.values() if path in owners]
+        if taken:
+            owner = owners[taken[0]]
+            failures.append(Failure(job.image, f"its output {taken[0].name} is also that of {owner.name}"))
+            continue
+        owners |= dict.fromkeys(job.outputs.values(), job.image)
+        kept.append(job)
+    return kept, failures
+
+
+def refuse_overwriting_inputs(jobs: list[Job], background: Path | None = None) -> None:
+    """A one-line error, before any work, if an output of any job is an input of any job (an image, a
+    trimap) or the background picture."""
+    inputs = [path for job in jobs for path in (job.image, job.trimap)] + [background]
+    refuse_overwrite(inputs, [path for job in jobs for path in job.outputs.values()])
 
 
 def run_job(job: Job, matte: Matter, options: OutputOptions, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
-    """Matte one image and write its outputs (each atomically)."""
+    """Matte one image and write its outputs (each atomically); an image whose outputs would not fit the
+    memory budget is refused from its header, before it is decoded."""
+    if options.memory_budget is not None:
+        width, height = image_size(job.image, max_pixels)
+        _check_output_memory(job.image, height, width, options, options.memory_budget)
     data = load_input(job.image, job.trimap, max_pixels)
     alpha = matte(data)
     height, width = alpha.shape
@@ -144,6 +204,17 @@ def run_job(job: Job, matte: Matter, options: OutputOptions, max_pixels: int = D
             write_png(job.outputs["rgba"], cutout(foreground, alpha), options.bit_depth)
         if background is not None:
             write_png(job.outputs["composite"], composite(foreground, alpha, background), options.bit_depth)
+
+
+def _check_output_memory(image: Path, height: int, width: int, options: OutputOptions, budget: int) -> None:
+    needed = options.memory_needed(height, width)
+    if needed > budget:
+        colours = options.rgba or options.background is not None
+        what = "the foreground colours of --rgba / --background" if colours else "its outputs"
+        raise MattekitError(
+            f"{image}: {width}x{height} needs about {needed / 1e9:.2f} GB for {what}, over the memory budget "
+            f"of {budget / 1e9:.2f} GB; raise --max-memory"
+        )
 
 
 @dataclass(frozen=True)
@@ -163,18 +234,17 @@ def run_batch(
     skip_existing: bool = False,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> Iterator[JobResult]:
-    """Run jobs one by one, yielding each outcome as it happens.  A bad file never stops the batch;
-    only an interrupt does, and then no output is left half-written (see :func:`mattekit.io.write_png`)."""
+    """Run jobs one by one, yielding each outcome as it happens.  A failure of any kind never stops the
+    batch (its one-line reason is :func:`mattekit.errors.describe`'s); only an interrupt does, and then no
+    output is left half-written (see :func:`mattekit.io.write_png`)."""
     for job in jobs:
         if skip_existing and all(path.exists() for path in job.outputs.values()):
             yield JobResult(job, "skipped")
             continue
         try:
             run_job(job, matte, options, max_pixels)
-        except MattekitError as err:
-            yield JobResult(job, "failed", str(err))
-        except (MemoryError, RuntimeError, ValueError) as err:  # a solver or network that gives up
-            yield JobResult(job, "failed", f"{type(err).__name__}: {err}")
+        except Exception as err:  # one input's problem, or a bug it met: the others still run
+            yield JobResult(job, "failed", describe(err))
         else:
             yield JobResult(job, "written")
 

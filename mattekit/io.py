@@ -10,8 +10,10 @@ temporary file in the destination folder and rename it into place.
 from __future__ import annotations
 
 import os
+import re
+import stat
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
@@ -20,7 +22,7 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from mattekit.errors import MattekitError
+from mattekit.errors import MattekitError, user_errors
 
 #: Refuse images with more pixels than this unless the caller raises it (6000x6000 is 36 MP).
 DEFAULT_MAX_PIXELS = 150_000_000
@@ -73,10 +75,13 @@ def _levels(dtype: np.dtype) -> int:
     return 65535 if np.issubdtype(dtype, np.integer) else 1
 
 
-def _split(pixels: np.ndarray) -> Decoded:
-    """(H, W) or (H, W, 1..4) pixels of any type into unit-range colour and optional alpha."""
+def _split(pixels: np.ndarray, clip: bool = True) -> Decoded:
+    """(H, W) or (H, W, 1..4) pixels of any type into unit-range colour and optional alpha (``clip=False``
+    keeps float values outside [0, 1], which a float label map holds)."""
     levels = _levels(pixels.dtype)
-    unit = np.clip(pixels.astype(np.float32) / levels, 0.0, 1.0)
+    unit = pixels.astype(np.float32) / levels
+    if clip:
+        unit = np.clip(unit, 0.0, 1.0)
     if unit.ndim == 2:
         return Decoded(unit[..., None], None, levels)
     channels = unit.shape[2]
@@ -102,15 +107,66 @@ def _pil_pixels(im: Image.Image) -> np.ndarray:
     return np.asarray(im)
 
 
-def _decode_file(path: Path, max_pixels: int) -> Decoded:
+def describe_pixels(count: int) -> str:
+    """A pixel count as people read it: ``36.0 MP``, or the plain count under a megapixel."""
+    return f"{count / 1e6:.1f} MP" if count >= 1_000_000 else f"{count:,} pixels"
+
+
+def check_pixels(path: Path, width: int, height: int, max_pixels: int) -> None:
+    """Refuse an image of more than ``max_pixels`` pixels, from its header, before it is decoded."""
+    if width * height > max_pixels:
+        raise MattekitError(
+            f"{path}: {width}x{height} is {describe_pixels(width * height)}, over the limit of "
+            f"{describe_pixels(max_pixels)} (raise it with --max-pixels)"
+        )
+
+
+def check_regular_file(path: Path, what: str = "an image") -> None:
+    """A one-line error unless ``path`` is a regular file: a FIFO or a device would block or never end."""
+    with user_errors("cannot read", path):
+        mode = path.stat().st_mode
+    if stat.S_ISDIR(mode):
+        raise MattekitError(f"{path}: is a folder, not {what}")
+    if not stat.S_ISREG(mode):
+        raise MattekitError(f"{path}: not a regular file (a pipe, device or socket); give {what} file")
+
+
+def image_size(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
+    """(width, height) of an image file as mattekit reads it (EXIF rotation applied), from its header
+    only, after the checks every read makes (regular file, readable, at most ``max_pixels``)."""
+    path = Path(path)
+    check_regular_file(path)
     try:
         with Image.open(path) as im:
             width, height = im.size
-            if width * height > max_pixels:
-                raise MattekitError(
-                    f"{path}: {width}x{height} is {width * height / 1e6:.0f} MP, over the limit of "
-                    f"{max_pixels / 1e6:.0f} MP (raise it with --max-pixels)"
-                )
+            check_pixels(path, width, height, max_pixels)
+            if im.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8):
+                width, height = height, width
+    except MattekitError:
+        raise
+    except Exception as err:
+        raise _decode_error(path, err) from None
+    return width, height
+
+
+def _decode_error(path: Path, err: BaseException) -> MattekitError:
+    """The one-line error for a file PIL or OpenCV could not read."""
+    if isinstance(err, UnidentifiedImageError):
+        return MattekitError(f"{path}: not an image file, or a format mattekit cannot read")
+    if isinstance(err, OSError) and err.errno is not None:
+        return MattekitError(f"cannot read {path}: {os.strerror(err.errno).lower()}")
+    # Decoders of crafted files raise many types (struct.error, IndexError, KeyError, ... from PIL's TIFF
+    # and EXIF readers): whatever it is, the file is what could not be decoded.
+    detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return MattekitError(f"{path}: cannot decode ({detail}); the file may be truncated or corrupt")
+
+
+def _decode_file(path: Path, max_pixels: int, clip: bool = True) -> Decoded:
+    check_regular_file(path)
+    try:
+        with Image.open(path) as im:
+            width, height = im.size
+            check_pixels(path, width, height, max_pixels)
             # Read the raw mode first: getexif() may decode a PNG, which clears its tiles.
             rawmode = im.tile[0].args if im.tile and isinstance(im.tile[0].args, str) else ""
             orientation = im.getexif().get(EXIF_ORIENTATION, 1)
@@ -121,15 +177,11 @@ def _decode_file(path: Path, max_pixels: int) -> Decoded:
                 pixels = _pil_pixels(im)
     except MattekitError:
         raise
-    except FileNotFoundError:
-        raise MattekitError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise MattekitError(f"{path}: is a folder, not an image") from None
-    except UnidentifiedImageError:
-        raise MattekitError(f"{path}: not an image file, or a format mattekit cannot read") from None
-    except (OSError, SyntaxError, ValueError) as err:
-        raise MattekitError(f"{path}: cannot decode ({err}); the file may be truncated or corrupt") from None
-    return _split(_orient(pixels, orientation))
+    except MemoryError:
+        raise
+    except Exception as err:
+        raise _decode_error(path, err) from None
+    return _split(_orient(pixels, orientation), clip)
 
 
 def _decode_with_opencv(path: Path) -> np.ndarray:
@@ -142,21 +194,22 @@ def _decode_with_opencv(path: Path) -> np.ndarray:
     return cv2.cvtColor(pixels, code)
 
 
-def decode(source: ImageLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
+def decode(source: ImageLike, max_pixels: int = DEFAULT_MAX_PIXELS, clip: bool = True) -> Decoded:
     """Decode a path, PIL image or numpy array into unit-range colour and optional alpha.
 
     Numpy arrays are taken as they are (uint8, uint16 or float in [0, 1]; (H, W) or (H, W, C) with C in
-    1..4); PIL images have their EXIF orientation applied like files.
+    1..4); PIL images have their EXIF orientation applied like files.  ``clip=False`` keeps float values
+    outside [0, 1].
     """
     if isinstance(source, np.ndarray):
         if source.ndim not in (2, 3) or (source.ndim == 3 and source.shape[2] not in (1, 2, 3, 4)):
             raise MattekitError(f"array of shape {source.shape} is not an image (expected HxW or HxWxC)")
-        return _split(source)
+        return _split(source, clip)
     if isinstance(source, Image.Image):
         orientation = source.getexif().get(EXIF_ORIENTATION, 1)
-        return _split(_orient(_pil_pixels(source), orientation))
+        return _split(_orient(_pil_pixels(source), orientation), clip)
     if isinstance(source, (str, os.PathLike)):
-        return _decode_file(Path(source), max_pixels)
+        return _decode_file(Path(source), max_pixels, clip)
     raise MattekitError(f"cannot read an image from a {type(source).__name__}")
 
 
@@ -165,6 +218,8 @@ def read_uint8_channel(path: Path, max_pixels: int, modes: tuple[str, ...]) -> n
     no EXIF rotation, straight from the decoder and without the float conversion of :func:`decode`; None
     for anything else, which :func:`decode` handles (and reports, if the file is bad).  Scoring uses it:
     it saves a third of the time of an 800x550 case, and gigabytes of fresh memory at 6000x6000."""
+    if not Path(path).is_file():  # a pipe would block here; decode() reports what it is
+        return None
     try:
         with Image.open(path) as im:
             plain = im.mode in modes and im.width * im.height <= max_pixels
@@ -198,19 +253,89 @@ def read_gray(source: ImageLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
     return (color @ np.array([0.299, 0.587, 0.114], dtype=np.float32)).astype(np.float32)
 
 
-def atomic_save(path: Path, save: Callable[[Path], None]) -> None:
-    """Run ``save`` on a temporary name beside ``path``, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+#: Temporary files of :func:`atomic_save`: ``.<name>.<pid>.<random>.part`` beside the file they become.
+_PART = re.compile(r"^\..+\.(?P<pid>\d+)\.[A-Za-z0-9_]+\.part$")
+_cleaned: set[Path] = set()
+
+
+def _alive(pid: int) -> bool:
     try:
-        save(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the permissions open() would
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, but belongs to someone else
+        return True
+    return True
+
+
+def clean_stale_parts(folder: Path) -> list[Path]:
+    """Delete temporary files that a killed mattekit run left in ``folder`` (their process is gone), once
+    per folder and process; returns what was deleted.  Only mattekit's own naming is touched."""
+    folder = folder.resolve()
+    if folder in _cleaned or not folder.is_dir():
+        return []
+    _cleaned.add(folder)
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return []
+    for entry in entries:
+        match = _PART.match(entry.name)
+        if match is None or int(match["pid"]) == os.getpid() or _alive(int(match["pid"])):
+            continue
+        try:
+            if entry.is_file(follow_symlinks=False):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except OSError:
+            pass  # someone else cleaned it, or it is not ours to delete
+    return removed
+
+
+def atomic_save(path: Path, save: Callable[[Path], None]) -> None:
+    """Run ``save`` on a temporary name beside ``path``, then rename it into place; an existing file is
+    only ever replaced whole.  OS refusals (permissions, a full disk, a folder in the way) become a
+    one-line :class:`MattekitError` naming ``path``."""
+    with user_errors("cannot write", path):
+        if path.is_dir():
+            raise MattekitError(f"cannot write {path}: a folder of that name is in the way")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        clean_stale_parts(path.parent)
+        prefix = f".{path.name}.{os.getpid()}."
+        fd, tmp_name = tempfile.mkstemp(prefix=prefix, suffix=".part", dir=path.parent)
+        os.close(fd)
+        tmp = Path(tmp_name)
+        try:
+            save(tmp)
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the permissions open() would
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+
+def refuse_overwrite(inputs: Iterable[Path | None], outputs: Iterable[Path]) -> None:
+    """A one-line error if an output is one of the inputs (same file by device and inode, so links and
+    other spellings of a path count), checked before any work."""
+    identities: dict[tuple[int, int], Path] = {}
+    for path in inputs:
+        if path is not None:
+            try:
+                info = os.stat(path)
+            except OSError:
+                continue  # a missing input is reported when it is read
+            identities.setdefault((info.st_dev, info.st_ino), Path(path))
+    for output in outputs:
+        try:
+            info = os.stat(output)
+        except OSError:
+            continue  # not there yet: cannot be an input
+        same = identities.get((info.st_dev, info.st_ino))
+        if same is not None:
+            raise MattekitError(
+                f"{output}: is the input {same}; mattekit never overwrites an input, choose another output"
+            )
 
 
 def _umask() -> int:

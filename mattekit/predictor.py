@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 from dataclasses import dataclass
 
@@ -14,7 +15,7 @@ import numpy as np
 
 from mattekit.engine import Progress, TileOptions, plan, run_tiled
 from mattekit.errors import MattekitError
-from mattekit.io import DEFAULT_MAX_PIXELS, ImageLike, read_image
+from mattekit.io import DEFAULT_MAX_PIXELS, ImageLike, image_size, read_image
 from mattekit.models import DEFAULT_MODEL, MattingModel, create_model, get_model_info
 from mattekit.trimap import BACKGROUND, FOREGROUND, read_trimap
 
@@ -35,7 +36,15 @@ class MattingInput:
 def load_input(
     image: ImageLike, trimap: ImageLike | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> MattingInput:
-    """Decode an image and its optional trimap and check that they fit together."""
+    """Decode an image and its optional trimap and check that they fit together (for files, from their
+    headers before either is decoded)."""
+    if isinstance(image, (str, os.PathLike)) and isinstance(trimap, (str, os.PathLike)):
+        width, height = image_size(image, max_pixels)
+        trimap_width, trimap_height = image_size(trimap, max_pixels)
+        if (width, height) != (trimap_width, trimap_height):
+            raise MattekitError(
+                f"{trimap}: trimap is {trimap_width}x{trimap_height} but the image is {width}x{height}"
+            )
     rgb, source_alpha = read_image(image, max_pixels)
     tri = None if trimap is None else read_trimap(trimap, max_pixels)
     if tri is not None and tri.shape != rgb.shape[:2]:
@@ -73,7 +82,14 @@ def run_model(
 
 
 def finish_alpha(alpha: np.ndarray, data: MattingInput) -> np.ndarray:
-    """Known regions take the trimap's value; the source's own transparency is kept."""
+    """Known regions take the trimap's value; the source's own transparency is kept.  A model that gave
+    NaN or infinite values is an error, never a silent 0."""
+    bad = alpha.size - int(np.count_nonzero(np.isfinite(alpha)))
+    if bad:
+        raise MattekitError(
+            f"the model gave {bad:,} non-finite alpha value(s) (NaN or infinity) of {alpha.size:,}; "
+            f"its weights may be broken (check them with `mattekit models verify`)"
+        )
     alpha = np.clip(alpha, 0.0, 1.0).astype(np.float32)
     if data.trimap is not None:
         alpha[data.trimap == FOREGROUND] = 1.0
@@ -100,7 +116,24 @@ def load_model(model: str | MattingModel = DEFAULT_MODEL, **kwargs: object) -> M
     info = get_model_info(model)
     if info.requirements.weights and kwargs.get("weights") is None:
         raise MattekitError(f"model {model!r} needs weights: pass --weights FILE")
+    _refuse_ignored_options(model, info.factory, kwargs)
     return create_model(model, **kwargs)
+
+
+def _refuse_ignored_options(model: str, factory: object, kwargs: dict[str, object]) -> None:
+    """An option a model would silently ignore is an error: ``--weights`` for a weight-free model, and
+    ``--device cuda`` for one that runs on the CPU only (``cpu`` and ``auto`` always hold)."""
+    parameters = inspect.signature(factory).parameters  # type: ignore[arg-type]
+    if kwargs.get("weights") is not None and "weights" not in parameters:
+        weights = kwargs["weights"]
+        raise MattekitError(f"--weights {weights}: model {model!r} is weight-free and takes no weights")
+    device = kwargs.get("device")
+    on_gpu = isinstance(device, str) and device.strip().lower() not in ("auto", "cpu")
+    if on_gpu and "device" not in parameters:
+        from mattekit.device import resolve_device
+
+        resolve_device(str(device))  # no CUDA, or no such GPU: say that first
+        raise MattekitError(f"--device {device}: model {model!r} runs on the CPU only; use --device cpu")
 
 
 def predict(

@@ -5,15 +5,21 @@ The canonical trimap is a uint8 (H, W) array holding only ``BACKGROUND`` (0), ``
 
 Encodings accepted by :func:`read_trimap`, checked in this order:
 
-1. **Label maps**: integer data whose values all lie in {0, 1, 2} is read as 0 = background,
-   1 = unknown, 2 = foreground.
+1. **Label maps**: grey data (one channel, or colour with equal channels) whose values all lie in
+   {0, 1, 2} is read as 0 = background, 1 = unknown, 2 = foreground, whatever the container (8/16-bit,
+   RGB, palette, float TIFF).
 2. **Everything else** is brought to [0, 1] (8-bit / 255, 16-bit / 65535, floats as they are; colour by
    its luma) and cut at the thresholds of the official GCA-Matting code: below 85/255 background, at or
    above 170/255 foreground, the rest unknown.  So 0/128/255, 127 for unknown, float trimaps and noisy
    JPEG trimaps all come out right.  A trimap's own alpha channel is ignored.
+
+A trimap that is not blank yet falls wholly below the background threshold (a label map saved as JPEG,
+say) is an error rather than an all-background trimap that would give a silent all-zero matte.
 """
 
 from __future__ import annotations
+
+import os
 
 import cv2
 import numpy as np
@@ -39,23 +45,42 @@ def quantize(values: np.ndarray) -> np.ndarray:
 
 def _as_labels(codes: np.ndarray) -> np.ndarray | None:
     """The trimap of a {0, 1, 2} label map, or None if ``codes`` is not one."""
-    if codes.max(initial=0) > 2 or not np.array_equal(codes, np.round(codes)):
+    rounded = np.rint(codes)
+    if codes.min(initial=0) < 0 or rounded.max(initial=0) > 2 or np.abs(codes - rounded).max(initial=0) > 1e-3:
         return None
     lookup = np.array([BACKGROUND, UNKNOWN, FOREGROUND], dtype=np.uint8)
-    return lookup[codes.astype(np.intp)]
+    return lookup[rounded.astype(np.intp)]
+
+
+def _grey(color: np.ndarray) -> np.ndarray:
+    """One channel, or the luma of colour; colour with equal channels is that channel exactly."""
+    if color.shape[2] == 1:
+        return color[..., 0]
+    if np.array_equal(color[..., 0], color[..., 1]) and np.array_equal(color[..., 0], color[..., 2]):
+        return color[..., 0]
+    return color @ _LUMA
 
 
 def read_trimap(source: ImageLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Any supported trimap (path, PIL image or array) as a canonical uint8 trimap (H, W)."""
-    decoded = decode(source, max_pixels)
-    color = decoded.color
-    gray = color[..., 0] if color.shape[2] == 1 else color @ _LUMA
-    if decoded.levels > 1 and color.shape[2] == 1:
-        labels = _as_labels(gray * decoded.levels)
+    decoded = decode(source, max_pixels, clip=False)
+    gray = _grey(decoded.color)
+    codes = gray * decoded.levels
+    # An integer source is a label map when its codes are 0/1/2; a float one only if it uses 2 (0/1 floats
+    # are a binary trimap in [0, 1]).
+    if decoded.levels > 1 or codes.max(initial=0) > 1:
+        labels = _as_labels(codes)
         if labels is not None:
             return labels
-    return quantize(gray)
-
+    trimap = quantize(np.clip(gray, 0.0, 1.0))
+    top = float(np.clip(gray, 0.0, 1.0).max(initial=0)) * 255
+    if 0 < top < BACKGROUND_BELOW:
+        name = source if isinstance(source, (str, os.PathLike)) else "trimap"
+        raise MattekitError(
+            f"{name}: every value is below {BACKGROUND_BELOW} (at most {top:.0f} of 255), so the whole trimap "
+            f"would be background; a 0/1/2 label map must be saved losslessly (PNG), and 0/128/255 is expected"
+        )
+    return trimap
 
 
 def regions(trimap: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import signal
 import sys
+import traceback
 from types import FrameType
+from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from typer.exceptions import TyperException
 
-from mattekit.errors import MattekitError
+from mattekit.errors import (
+    BUG_NOTE,
+    EXIT_BUG,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USER_ERROR,
+    describe,
+    is_user_error,
+)
 
 app = typer.Typer(
     name="mattekit",
@@ -24,6 +35,29 @@ app = typer.Typer(
 err_console = Console(stderr=True, highlight=False)
 
 
+def error_line(message: str) -> None:
+    """Print one ``error:`` line; the message is text, never rich markup (file names hold brackets)."""
+    err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from mattekit import __version__
+
+        typer.echo(f"mattekit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Image matting: alpha mattes, cutouts and benchmark numbers from the command line."""
+
+
 def _register_commands() -> None:
     from mattekit.cli import eval, models, predict, trimap  # noqa: F401  (each adds its commands to ``app``)
 
@@ -33,25 +67,38 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; user errors become one line on stderr and exit status 2, never a traceback."""
+    """Run the CLI under the error policy of :mod:`mattekit.errors`: user and OS errors become one line on
+    stderr and exit status 2; a bug shows its traceback and a request to report it (exit status 3)."""
     _register_commands()
     # SIGTERM (a killed batch job) unwinds like Ctrl-C, so no temporary output file is left behind.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         result = app(args=argv, standalone_mode=False)
-    except MattekitError as err:
-        err_console.print(f"[bold red]error:[/] {err}", soft_wrap=True)
-        return 2
     except TyperException as err:  # usage errors (typer bundles click's): usage, then one "Error:" line
         err.show()
         return err.exit_code
-    except typer.Abort:
-        err_console.print("aborted")
-        return 130
-    except KeyboardInterrupt:
+    except (typer.Abort, KeyboardInterrupt):
         err_console.print("interrupted")
-        return 130
-    return result if isinstance(result, int) else 0
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `mattekit models list | head`: the reader has gone, nothing left to say
+        _silence_stdout()
+        return EXIT_OK
+    except Exception as err:
+        if not is_user_error(err):
+            traceback.print_exc()
+            err_console.print(BUG_NOTE, soft_wrap=True)
+            return EXIT_BUG
+        error_line(describe(err))
+        return EXIT_USER_ERROR
+    return result if isinstance(result, int) else EXIT_OK
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that Python's flush at exit does not raise again on the closed pipe."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 if __name__ == "__main__":

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -26,11 +28,13 @@ from mattekit.batch import (
     collect,
     plan_file,
     plan_folder,
+    refuse_overwriting_inputs,
     run_batch,
 )
 from mattekit.cli import app, err_console
 from mattekit.compose import load_background
-from mattekit.engine import TileOptions, check, plan
+from mattekit.engine import TileOptions, check, parse_memory, plan
+from mattekit.engine.planner import DEFAULT_SHARE, device_kind, free_memory
 from mattekit.errors import MattekitError
 from mattekit.io import DEFAULT_MAX_PIXELS
 from mattekit.models import DEFAULT_MODEL, MattingModel
@@ -98,7 +102,7 @@ def predict(
     --rgba and <stem>_composite.png with --background."""
     if bit_depth not in (8, 16):
         raise MattekitError(f"--bit-depth must be 8 or 16, not {bit_depth}")
-    backdrop = None if background is None else load_background(background)
+    backdrop = None if background is None else load_background(background, max_pixels)
     options = OutputOptions(rgba=rgba, background=backdrop, bit_depth=bit_depth)
     tiling = TileOptions(tile=tile, tile_size=tile_size, overlap=overlap, batch=batch, max_memory=max_memory)
     check(tiling)
@@ -108,9 +112,14 @@ def predict(
         jobs, planning_failures = [plan_file(source, trimap, output, options)], []
     else:
         raise MattekitError(f"{source}: no such file or folder")
+    refuse_overwriting_inputs(jobs, Path(background) if backdrop is not None and backdrop.ndim == 3 else None)
     matting_model = load_model(model, weights=weights, device=device)
     if matting_model.requirements.trimap and trimap is None:
         raise MattekitError(f"model {model!r} needs a trimap: pass --trimap (make one: `mattekit trimap`)")
+    if device_kind(matting_model) == "cpu":  # the outputs are made in host memory: the same budget holds
+        share = DEFAULT_SHARE["cpu"]
+        budget = parse_memory(max_memory) if max_memory else int(free_memory(matting_model) * share)
+        options = replace(options, memory_budget=budget)
     if dry_run:
         _print_plans(jobs, matting_model, tiling, max_pixels)
         return
@@ -164,7 +173,7 @@ def _progress() -> Progress:
 
 def _advancing(results: Iterator[JobResult], progress: Progress, task: TaskID) -> Iterator[JobResult]:
     for result in results:
-        progress.update(task, advance=1, description=result.job.image.name)
+        progress.update(task, advance=1, description=escape(result.job.image.name))
         yield result
 
 
@@ -178,5 +187,5 @@ def _summarise(report: BatchReport) -> None:
         table.add_column("input", no_wrap=True)
         table.add_column("reason", overflow="fold")
         for failure in report.failures:
-            table.add_row(failure.path.name, failure.reason)
+            table.add_row(escape(failure.path.name), escape(failure.reason))
         err_console.print(table)
