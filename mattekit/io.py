@@ -354,9 +354,13 @@ def to_integer(array: np.ndarray, bit_depth: int) -> np.ndarray:
 
 
 def write_png(path: str | os.PathLike[str], array: np.ndarray, bit_depth: int = 8) -> Path:
-    """Write a unit-range (H, W), (H, W, 3) or (H, W, 4) array as a PNG, atomically."""
+    """Write a unit-range (H, W), (H, W, 3) or (H, W, 4) array as a PNG, atomically; a uint8 array is
+    taken as 8-bit codes already (no float copy of a trimap)."""
     path = Path(path)
-    pixels = to_integer(array, bit_depth)
+    if array.dtype == np.uint8:
+        pixels = array if bit_depth == 8 else array.astype(np.uint16) * np.uint16(257)
+    else:
+        pixels = to_integer(array, bit_depth)
     if pixels.ndim == 3:
         code = cv2.COLOR_RGBA2BGRA if pixels.shape[2] == 4 else cv2.COLOR_RGB2BGR
         pixels = cv2.cvtColor(pixels, code)

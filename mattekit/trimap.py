@@ -46,7 +46,9 @@ def quantize(values: np.ndarray) -> np.ndarray:
 def _as_labels(codes: np.ndarray) -> np.ndarray | None:
     """The trimap of a {0, 1, 2} label map, or None if ``codes`` is not one."""
     rounded = np.rint(codes)
-    if codes.min(initial=0) < 0 or rounded.max(initial=0) > 2 or np.abs(codes - rounded).max(initial=0) > 1e-3:
+    if codes.min(initial=0) < 0 or rounded.max(initial=0) > 2:
+        return None
+    if np.abs(codes - rounded).max(initial=0) > 1e-3:  # float error of a colour file's luma only
         return None
     lookup = np.array([BACKGROUND, UNKNOWN, FOREGROUND], dtype=np.uint8)
     return lookup[rounded.astype(np.intp)]
@@ -77,8 +79,8 @@ def read_trimap(source: ImageLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.n
     if 0 < top < BACKGROUND_BELOW:
         name = source if isinstance(source, (str, os.PathLike)) else "trimap"
         raise MattekitError(
-            f"{name}: every value is below {BACKGROUND_BELOW} (at most {top:.0f} of 255), so the whole trimap "
-            f"would be background; a 0/1/2 label map must be saved losslessly (PNG), and 0/128/255 is expected"
+            f"{name}: every value is below {BACKGROUND_BELOW} (at most {top:.0f} of 255), so the whole "
+            f"trimap would be background; expected 0/128/255, or 0/1/2 labels saved losslessly (PNG)"
         )
     return trimap
 
@@ -107,14 +109,70 @@ def _disk(radius: int) -> np.ndarray:
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
 
 
-def grabcut_mask(image: np.ndarray, rect: tuple[int, int, int, int], iterations: int = 5) -> np.ndarray:
-    """A rough foreground mask (H, W) float32 from OpenCV's GrabCut started from a box (x, y, w, h)."""
+#: Peak bytes per pixel GrabCut adds (OpenCV 4: 189-203 measured at 0.25 and 1 MP, docs/errors.md), and
+#: what the trimap command holds per image pixel besides (the decoded photo and its copies, the mask).
+GRABCUT_BYTES_PER_PIXEL = 210
+TRIMAP_BYTES_PER_PIXEL = 40
+
+
+def grabcut_pixels(height: int, width: int, budget: int) -> int:
+    """How many pixels GrabCut may work on within ``budget`` bytes for a ``height`` x ``width`` photo (all
+    of them when they fit); a user error when not even a small copy fits."""
+    room = (budget - TRIMAP_BYTES_PER_PIXEL * height * width) // GRABCUT_BYTES_PER_PIXEL
+    least = min(height * width, 10_000)
+    if room < least:
+        needed = TRIMAP_BYTES_PER_PIXEL * height * width + GRABCUT_BYTES_PER_PIXEL * least
+        raise MattekitError(
+            f"the {width}x{height} image needs at least {needed / 1e9:.2f} GB for GrabCut, over the memory "
+            f"budget of {budget / 1e9:.2f} GB; raise --max-memory or make the trimap from a --mask"
+        )
+    return min(height * width, room)
+
+
+def grabcut_mask(
+    image: np.ndarray,
+    rect: tuple[int, int, int, int],
+    iterations: int = 5,
+    max_pixels: int | None = None,
+) -> np.ndarray:
+    """A rough foreground mask (H, W) float32 from OpenCV's GrabCut started from a box (x, y, w, h); on
+    images over ``max_pixels`` (see :func:`grabcut_pixels`) GrabCut runs on a scaled-down copy and its
+    mask is scaled back up, which costs accuracy (half size: 12% less overlap with the true matte on
+    alphamatting.com GT04), so only a memory budget should ask for it."""
     height, width = image.shape[:2]
     x, y, w, h = rect
     if w <= 0 or h <= 0 or x < 0 or y < 0 or x + w > width or y + h > height:
         raise MattekitError(f"--rect {x},{y},{w},{h} does not lie inside the {width}x{height} image")
-    bgr = cv2.cvtColor(np.rint(image * 255).astype(np.uint8), cv2.COLOR_RGB2BGR)
-    labels = np.zeros((height, width), np.uint8)
+    if w == width and h == height:
+        raise MattekitError(
+            f"--rect {x},{y},{w},{h} covers the whole {width}x{height} image: GrabCut learns the background "
+            f"from the pixels outside the box, so draw the box around the subject only"
+        )
+    scale = 1.0 if max_pixels is None else min(1.0, (max_pixels / (height * width)) ** 0.5)
+    small = (max(1, round(width * scale)), max(1, round(height * scale)))
+    rgb = image if scale == 1.0 else cv2.resize(image, small, interpolation=cv2.INTER_AREA)
+    box = rect if scale == 1.0 else _scaled_box(rect, scale, small)
+    bgr = cv2.cvtColor(np.rint(rgb * 255).astype(np.uint8), cv2.COLOR_RGB2BGR)
+    labels = np.zeros(bgr.shape[:2], np.uint8)
     models = (np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64))
-    cv2.grabCut(bgr, labels, rect, *models, iterations, cv2.GC_INIT_WITH_RECT)
-    return np.isin(labels, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.float32)
+    try:
+        cv2.grabCut(bgr, labels, box, *models, iterations, cv2.GC_INIT_WITH_RECT)
+    except cv2.error:
+        raise MattekitError(
+            f"--rect {x},{y},{w},{h}: GrabCut cannot start from this box (too few pixels inside or outside "
+            f"it); draw a larger box with some background around it"
+        ) from None
+    mask = np.isin(labels, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.float32)
+    return mask if scale == 1.0 else cv2.resize(mask, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+Box = tuple[int, int, int, int]
+
+
+def _scaled_box(rect: Box, scale: float, size: tuple[int, int]) -> Box:
+    """The box (x, y, w, h) on the image scaled down to ``size`` (width, height), still inside it."""
+    x, y, w, h = rect
+    left, top = min(int(x * scale), size[0] - 1), min(int(y * scale), size[1] - 1)
+    right = min(size[0], max(left + 1, round((x + w) * scale)))
+    bottom = min(size[1], max(top + 1, round((y + h) * scale)))
+    return left, top, right - left, bottom - top

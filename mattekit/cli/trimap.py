@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from mattekit.cli import app, err_console
 from mattekit.errors import MattekitError
-from mattekit.io import read_gray, read_image, write_png
-from mattekit.trimap import from_mask, grabcut_mask
+from mattekit.io import DEFAULT_MAX_PIXELS, image_size, read_gray, read_image, refuse_overwrite, write_png
+from mattekit.trimap import from_mask, grabcut_mask, grabcut_pixels
 
 
 def _parse_rect(spec: str) -> tuple[int, int, int, int]:
@@ -19,6 +21,15 @@ def _parse_rect(spec: str) -> tuple[int, int, int, int]:
     except ValueError:
         raise MattekitError(f"--rect {spec!r}: expected x,y,width,height in pixels") from None
     return x, y, w, h
+
+
+def _host_budget(max_memory: str | None) -> int:
+    """--max-memory, or the engine's default share of the available RAM."""
+    from mattekit.engine.planner import DEFAULT_SHARE, free_memory, parse_memory
+
+    if max_memory is not None:
+        return parse_memory(max_memory)
+    return int(free_memory(SimpleNamespace(device="cpu")) * DEFAULT_SHARE["cpu"])  # type: ignore[arg-type]
 
 
 @app.command()
@@ -33,20 +44,42 @@ def trimap(
     ] = None,
     erode: Annotated[int, typer.Option(help="Pixels eroded from the mask to get sure foreground.")] = 10,
     dilate: Annotated[int, typer.Option(help="Pixels dilated around the mask to get sure background.")] = 10,
+    max_pixels: Annotated[
+        int, typer.Option(help="Refuse images with more pixels than this.")
+    ] = DEFAULT_MAX_PIXELS,
+    max_memory: Annotated[
+        str | None,
+        typer.Option(
+            "--max-memory", show_default=False,
+            help="Memory budget for GrabCut, e.g. 4GB (default: 50% of available RAM); a photo too big for "
+            "it is matched on a scaled-down copy.",
+        ),
+    ] = None,
 ) -> None:
     """Make a trimap (0 background, 128 unknown, 255 foreground) from a mask or a GrabCut box."""
     if (mask is None) == (rect is None):
         raise MattekitError("give exactly one of --mask and --rect")
-    if output.suffix.lower() != ".png":
-        raise MattekitError(f"-o {output}: trimaps are written as PNG; use a name ending in .png")
-    picture, _ = read_image(image)
-    height, width = picture.shape[:2]
+    if output.suffix.lower() != ".png" or output.is_dir():
+        raise MattekitError(f"-o {output}: trimaps are written as PNG; use a file name ending in .png")
+    refuse_overwrite([image, mask], [output])
+    box = None if rect is None else _parse_rect(rect)
+    width, height = image_size(image, max_pixels)  # before anything is decoded
     if mask is not None:
-        rough = read_gray(mask)
-        if rough.shape != (height, width):
-            size = f"{rough.shape[1]}x{rough.shape[0]}"
-            raise MattekitError(f"{mask}: mask is {size}, image is {width}x{height}")
+        mask_width, mask_height = image_size(mask, max_pixels)
+        if (mask_width, mask_height) != (width, height):
+            raise MattekitError(f"{mask}: mask is {mask_width}x{mask_height}, image is {width}x{height}")
+        rough = read_gray(mask, max_pixels)
     else:
-        rough = grabcut_mask(picture, _parse_rect(rect))
-    write_png(output, from_mask(rough, erode, dilate) / 255.0)
-    err_console.print(f"wrote {output}")
+        budget = _host_budget(max_memory)
+        pixels = grabcut_pixels(height, width, budget)
+        if pixels < width * height:
+            err_console.print(
+                f"GrabCut runs on a copy scaled down to {pixels / 1e6:.1f} MP to stay within the memory "
+                f"budget of {budget / 1e9:.2f} GB; the mask is scaled back to {width}x{height}",
+                soft_wrap=True,
+            )
+        picture, _ = read_image(image, max_pixels)
+        rough = grabcut_mask(picture, box, max_pixels=pixels)
+        del picture
+    write_png(output, from_mask(rough, erode, dilate))
+    err_console.print(f"wrote {escape(str(output))}", soft_wrap=True)
