@@ -10,7 +10,12 @@ Three dataset layouts are recognised (``detect_layout``):
 - ``plain``: ``image/``, ``trimap/`` and ``alpha/``, paired by file name without extension.
 
 Files that cannot be paired (an image without ground truth, a ground truth no image uses, ...) are never
-dropped silently: they are returned as ``problems``, one line each, and the report lists them.
+dropped silently: they are returned as ``problems``, one line each, and the report lists them (the CLI
+exits 1 unless ``--allow-unpaired``).  A case that cannot be scored (an unreadable file, sizes that differ)
+is a ``failure`` of the report and the others are still scored.
+
+``--pred`` pairs what ``mattekit predict`` writes: ``<stem>_alpha.png`` is the prediction of ``<stem>``,
+and its ``<stem>_rgba.png`` / ``<stem>_composite.png`` beside it are not mattes and are left out.
 """
 
 from __future__ import annotations
@@ -31,8 +36,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mattekit.errors import MattekitError
-from mattekit.io import DEFAULT_MAX_PIXELS, atomic_save, decode, list_images, read_uint8_channel
+from mattekit.errors import MattekitError, describe
+from mattekit.io import (
+    DEFAULT_MAX_PIXELS,
+    atomic_save,
+    decode,
+    image_size,
+    list_images,
+    read_uint8_channel,
+    refuse_overwrite,
+)
 from mattekit.metrics import Scores, check_region, score, to_uint8
 from mattekit.models import MattingModel
 from mattekit.predictor import load_input, run_model
@@ -79,11 +92,13 @@ class Row:
 
 @dataclass
 class Report:
-    """Per-case rows, the conventions they follow (for the report header) and the unpaired files."""
+    """Per-case rows, the conventions they follow (for the report header), the unpaired files and the
+    cases that could not be scored (one line each)."""
 
     rows: list[Row]
     conventions: dict[str, str]
     problems: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
 
     def means(self) -> dict[str, dict[str, float]]:
         """Mean of every column over all rows (``"all"``), and per trimap set when there are several."""
@@ -255,14 +270,42 @@ def pair_predictions(pred_dir: Path, gt_dir: Path, trimap_dir: Path) -> Dataset:
     """Cases of existing predictions, paired with ground truths and trimaps by file name without extension
     (or, Composition-1k style, ``<fg>_<k>`` with ``<fg>``)."""
     problems: list[str] = []
-    preds = _by_stem(_folder(pred_dir, "--pred"), problems)
     gts, trimaps = _contents(gt_dir, "--gt", problems), _contents(trimap_dir, "--trimap", problems)
+    preds = _prediction_stems(_by_stem(_folder(pred_dir, "--pred"), problems), gts[1], problems)
 
     def make(stem: str, pred: Path, gt: Path, trimap: Path) -> Case:
         return Case(stem, gt, trimap, pred=pred)
 
     cases = _pair(preds, gts, trimaps, make, True, problems)
     return Dataset("predictions", cases, problems, str(trimap_dir))
+
+
+#: What ``mattekit predict`` appends to an input's stem (docs/predict.md).
+_PREDICT_OUTPUTS = ("_alpha", "_rgba", "_composite")
+
+
+def _prediction_stems(preds: dict[str, Path], gts: dict[str, Path], problems: list[str]) -> dict[str, Path]:
+    """Predictions by the stem they predict: ``GT01_alpha`` is ``GT01`` (unless a ground truth is itself
+    named ``GT01_alpha``); ``GT01_rgba`` and ``GT01_composite`` beside a ``GT01_alpha`` are not mattes and
+    are left out (alone, they keep their name and so pair with nothing, which is reported)."""
+    named: dict[str, Path] = {}
+    for stem, path in preds.items():
+        base, suffix = _split_suffix(stem)
+        if suffix is not None and suffix != "_alpha" and f"{base}_alpha" in preds:
+            continue  # predict's cutout or composite beside its alpha
+        key = base if suffix == "_alpha" and stem not in gts else stem
+        if key in named:
+            problems.append(f"{path}: predicts the same image as {named[key].name}; using {named[key].name}")
+            continue
+        named[key] = path
+    return named
+
+
+def _split_suffix(stem: str) -> tuple[str, str | None]:
+    for suffix in _PREDICT_OUTPUTS:
+        if stem.endswith(suffix) and len(stem) > len(suffix):
+            return stem[: -len(suffix)], suffix
+    return stem, None
 
 
 # --- Scoring -------------------------------------------------------------------------------------------
@@ -287,12 +330,33 @@ def read_scoring_trimap(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.
 
 
 def score_case(case: Case, region: str = "unknown", max_pixels: int = DEFAULT_MAX_PIXELS) -> Row:
-    """Read a case's prediction, ground truth and trimap and score them."""
+    """Read a case's prediction, ground truth and trimap and score them (sizes compared from the headers,
+    before anything is decoded)."""
     if case.pred is None:
         raise ValueError(f"{case.name}: no prediction to score")
+    _check_sizes(case.pred, case.gt, case.trimap, max_pixels)
     pred, gt = read_alpha(case.pred, max_pixels), read_alpha(case.gt, max_pixels)
     trimap = read_scoring_trimap(case.trimap, max_pixels)
     return Row(case, score(pred, gt, trimap, region, name=str(case.pred)))
+
+
+def _check_sizes(pred: Path, gt: Path, trimap: Path, max_pixels: int) -> None:
+    sizes = {what: image_size(path, max_pixels) for what, path in
+             (("prediction", pred), ("ground truth", gt), ("trimap", trimap))}
+    if len(set(sizes.values())) > 1:
+        listed = ", ".join(f"{what} {width}x{height}" for what, (width, height) in sizes.items())
+        raise MattekitError(f"{pred}: sizes differ ({listed})")
+
+
+def _attempt(case: Case, work: Callable[[Case], Row], failures: list[str] | None) -> Row | None:
+    """``work(case)``; with a ``failures`` list, a failure of any kind is one line there instead."""
+    if failures is None:
+        return work(case)
+    try:
+        return work(case)
+    except Exception as err:  # one case's problem: the others are still scored
+        failures.append(f"{case.pred or case.image}: {describe(err)}")
+        return None
 
 
 def score_cases(
@@ -300,15 +364,24 @@ def score_cases(
     region: str = "unknown",
     jobs: int | None = None,
     on_row: Callable[[Row], None] | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    failures: list[str] | None = None,
 ) -> list[Row]:
-    """Score existing predictions, ``jobs`` cases at a time (default: one per CPU core).
+    """Score existing predictions, ``jobs`` cases at a time (default: one per CPU core).  A case that
+    fails raises, or, when a ``failures`` list is given, is recorded there and the others go on.
 
     Threads suffice: decoding and OpenCV's filters and labelling release the GIL.
     """
     jobs = jobs or os.cpu_count() or 1
     rows = []
+
+    def work(case: Case) -> Row:
+        return score_case(case, region, max_pixels)
+
     with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(cases)))) as pool:
-        for row in pool.map(lambda case: score_case(case, region), cases):
+        for row in pool.map(lambda case: _attempt(case, work, failures), cases):
+            if row is None:
+                continue
             rows.append(row)
             if on_row is not None:
                 on_row(row)
@@ -376,17 +449,22 @@ def predict_and_score(
     region: str = "unknown",
     max_pixels: int = DEFAULT_MAX_PIXELS,
     on_row: Callable[[Row], None] | None = None,
+    failures: list[str] | None = None,
 ) -> tuple[list[Row], str]:
     """Run ``model`` on every case and score the 8-bit matte ``mattekit predict`` would write for it.
 
     Returns the rows and how memory was measured.  ``seconds`` and ``peak_mb`` cover decoding the input
-    and predicting, not scoring.
+    and predicting, not scoring.  A case that fails raises, or, when a ``failures`` list is given, is
+    recorded there and the others go on.
     """
     meter = _PeakMemory(str(getattr(model, "device", "cpu")))
     rows = []
-    for case in cases:
+
+    def work(case: Case) -> Row:
         if case.image is None:
             raise ValueError(f"{case.name}: no input image to predict from")
+        if image_size(case.gt, max_pixels) != image_size(case.image, max_pixels):  # before any decoding
+            raise MattekitError(f"{case.gt}: the ground truth is not the size of {case.image}")
         meter.start()
         begin = time.perf_counter()
         data = load_input(case.image, case.trimap, max_pixels)
@@ -394,11 +472,22 @@ def predict_and_score(
         seconds = time.perf_counter() - begin
         peak = meter.peak_mb()
         gt = read_alpha(case.gt, max_pixels)
-        row = Row(case, score(to_uint8(alpha), gt, data.trimap, region, name=str(case.gt)), seconds, peak)
+        return Row(case, score(to_uint8(alpha), gt, data.trimap, region, name=str(case.gt)), seconds, peak)
+
+    for case in cases:
+        row = _attempt(case, work, failures)
+        if row is None:
+            continue
         rows.append(row)
         if on_row is not None:
             on_row(row)
     return rows, meter.method
+
+
+def refuse_overwriting_cases(dataset: Dataset, outputs: Iterable[Path | None]) -> None:
+    """A one-line error, before any work, if a report file would replace one of the dataset's files."""
+    inputs = [path for case in dataset.cases for path in (case.image, case.pred, case.gt, case.trimap)]
+    refuse_overwrite(inputs, [path for path in outputs if path is not None])
 
 
 # --- Whole evaluations and their files -----------------------------------------------------------------
@@ -420,11 +509,21 @@ def evaluate_predictions(
     region: str = "unknown",
     jobs: int | None = None,
     on_row: Callable[[Row], None] | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> Report:
-    """Score the existing predictions of ``dataset`` (from :func:`pair_predictions`)."""
+    """Score the existing predictions of ``dataset`` (from :func:`pair_predictions`); cases that fail are
+    the report's ``failures``."""
     conventions = _conventions(region, dataset.trimaps)
     _require_cases(dataset)
-    return Report(score_cases(dataset.cases, region, jobs, on_row), conventions, dataset.problems)
+    failures: list[str] = []
+    rows = score_cases(dataset.cases, region, jobs, on_row, max_pixels, failures)
+    return _report(rows, conventions, dataset, failures)
+
+
+def _report(rows: list[Row], conventions: dict[str, str], dataset: Dataset, failures: list[str]) -> Report:
+    if not rows:
+        raise MattekitError(f"no case could be scored; the first failure: {failures[0]}")
+    return Report(rows, conventions, dataset.problems, failures)
 
 
 def evaluate_model(
@@ -438,14 +537,15 @@ def evaluate_model(
     """Predict every case of ``dataset`` (from :func:`find_cases`) with ``model`` and score the results."""
     conventions = _conventions(region, dataset.trimaps)
     _require_cases(dataset)
-    rows, memory = predict_and_score(dataset.cases, model, region, max_pixels, on_row)
+    failures: list[str] = []
+    rows, memory = predict_and_score(dataset.cases, model, region, max_pixels, on_row, failures)
     conventions |= {
         "layout": dataset.layout,
         "model": model_name,
         "seconds": "per image: decoding the input and predicting (scoring excluded)",
         "memory": f"per image: {memory}",
     }
-    return Report(rows, conventions, dataset.problems)
+    return _report(rows, conventions, dataset, failures)
 
 
 def _require_cases(dataset: Dataset) -> None:
@@ -475,6 +575,7 @@ def write_json(report: Report, path: Path) -> None:
         "mean": {name: {k: _finite(v) for k, v in means.items()} for name, means in report.means().items()},
         "rows": [_record(row) for row in report.rows],
         "problems": report.problems,
+        "failures": report.failures,
     }
     text = json.dumps(document, indent=2) + "\n"
     atomic_save(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))

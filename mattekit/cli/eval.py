@@ -26,6 +26,7 @@ from mattekit.evaluate import (
     evaluate_predictions,
     find_cases,
     pair_predictions,
+    refuse_overwriting_cases,
     write_csv,
     write_json,
 )
@@ -71,17 +72,26 @@ def eval_command(
     max_pixels: Annotated[int, typer.Option(help="Refuse images with more pixels than this.")] = (
         DEFAULT_MAX_PIXELS
     ),
+    allow_unpaired: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unpaired",
+            help="Exit 0 even if some files could not be paired (they are listed either way).",
+        ),
+    ] = False,
 ) -> None:
     """Score mattes with SAD, MSE, Grad and Conn exactly as the official Deep Image Matting code.
 
     Either score existing predictions (--pred DIR --gt DIR --trimap DIR) or predict and score a dataset
-    (--data DIR [--model NAME]).
+    (--data DIR [--model NAME]).  Exit status 1 when some file could not be paired (unless
+    --allow-unpaired) or some case could not be scored; the means are over the scored cases.
     """
     check_region(region)
     if data is not None:
         if pred is not None or gt is not None or trimap is not None:
             raise MattekitError("use either --data DIR or --pred/--gt/--trimap DIR, not both")
         dataset = find_cases(data, layout, trimap_set)
+        refuse_overwriting_cases(dataset, (csv, json))
         matting_model = load_model(model, weights=weights, device=device)
         with _progress(f"{model} on {dataset.layout}", len(dataset.cases)) as advance:
             report = evaluate_model(dataset, matting_model, model, region, max_pixels, advance)
@@ -89,17 +99,20 @@ def eval_command(
         if layout is not None or trimap_set:
             raise MattekitError("--layout and --trimap-set apply to --data; --pred pairs files by name")
         dataset = pair_predictions(pred, gt, trimap)
+        refuse_overwriting_cases(dataset, (csv, json))
         with _progress("scoring", len(dataset.cases)) as advance:
-            report = evaluate_predictions(dataset, region, jobs, advance)
+            report = evaluate_predictions(dataset, region, jobs, advance, max_pixels)
     else:
         raise MattekitError("give --pred DIR --gt DIR --trimap DIR, or --data DIR (mattekit eval --help)")
-    _show(report)
+    _show(report, allow_unpaired)
     if csv is not None:
         write_csv(report, csv)
         err_console.print(f"per-image rows: {escape(str(csv))}")
     if json is not None:
         write_json(report, json)
         err_console.print(f"report: {escape(str(json))}")
+    if report.failures or (report.problems and not allow_unpaired):
+        raise typer.Exit(1)
 
 
 @contextmanager
@@ -108,15 +121,11 @@ def _progress(description: str, total: int) -> Iterator[Callable[[Row], None]]:
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=err_console, transient=True) as progress:
         task = progress.add_task(description, total=total)
-        yield lambda row: progress.update(task, advance=1, description=row.case.name)
+        yield lambda row: progress.update(task, advance=1, description=escape(row.case.name))
 
 
-def _show(report: Report) -> None:
-    """Unpaired files on stderr; the conventions and the table of means on stdout."""
-    if report.problems:
-        err_console.print(f"[yellow]warning:[/] {len(report.problems)} file(s) could not be paired:")
-        for line in report.problems:
-            err_console.print(f"  {escape(line)}", soft_wrap=True)
+def _show(report: Report, allow_unpaired: bool) -> None:
+    """The conventions and the table of means on stdout; then unpaired files and failed cases on stderr."""
     console = Console(highlight=False)
     for key, value in report.conventions.items():
         console.print(f"[dim]{key}:[/] {escape(value)}", soft_wrap=True)
@@ -131,3 +140,18 @@ def _show(report: Report) -> None:
         count = len(report.rows) if name == "all" else sum(r.case.trimap_set == name for r in report.rows)
         table.add_row(name, str(count), *(_FORMATS[key].format(values[key]) for key in columns))
     console.print(table)
+    if report.problems:
+        level = "[yellow]warning:[/]" if allow_unpaired else "[bold red]error:[/]"
+        accept = "" if allow_unpaired else " (--allow-unpaired accepts that)"
+        _list(f"{level} {len(report.problems)} file(s) could not be paired; the means leave them out{accept}",
+              report.problems)
+    if report.failures:
+        count = len(report.failures)
+        heading = f"[bold red]error:[/] {count} case(s) could not be scored; the means leave them out"
+        _list(heading, report.failures)
+
+
+def _list(heading: str, lines: list[str]) -> None:
+    err_console.print(heading, soft_wrap=True)
+    for line in lines:
+        err_console.print(f"  {escape(line)}", soft_wrap=True)
