@@ -50,8 +50,23 @@ def os_message(err: OSError, path: str | os.PathLike[str] | None = None, action:
     """One line for an OS error: ``cannot write out/a.png: permission denied``."""
     where = path if path is not None else err.filename
     words = _OS_WORDS.get(err.errno or 0) or (err.strerror or "").lower() or str(err) or type(err).__name__
+    if err.errno in (errno.ENOTDIR, errno.EEXIST) and where is not None:
+        blocker = _file_in_the_way(os.fspath(where))
+        if blocker is not None:
+            words = f"{blocker} is a file, not a folder"
     subject = f"{action} {where}".strip() if where is not None else action
     return f"{subject}: {words}" if subject else words
+
+
+def _file_in_the_way(path: str) -> str | None:
+    """The nearest existing ancestor of ``path`` (or ``path`` itself) when it is not a folder."""
+    current = os.path.abspath(path)
+    while not os.path.exists(current):
+        parent = os.path.dirname(current)
+        if parent == current:
+            return None
+        current = parent
+    return None if os.path.isdir(current) else current
 
 
 def describe(err: BaseException) -> str:

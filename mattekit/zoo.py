@@ -40,7 +40,7 @@ from importlib import resources
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal
 
-from mattekit.errors import MattekitError
+from mattekit.errors import MattekitError, user_errors
 from mattekit.io import atomic_save
 
 if TYPE_CHECKING:
@@ -449,10 +449,16 @@ def _expected_sha256(entry: Entry, path: Path) -> str:
     except OSError:
         recorded = ""
     if not _SHA256.fullmatch(recorded):
-        raise MattekitError(
-            f"{entry.name}: {path} has no recorded sha256; import it again (`mattekit models import`)"
-        )
+        raise MattekitError(f"{entry.name}: {path} has no recorded sha256; {_again(entry)}")
     return recorded
+
+
+def _again(entry: Entry) -> str:
+    """How to get a deleted or unverifiable file of ``entry`` again, as a command to copy."""
+    if entry.weights is not None and entry.weights.hub is not None:
+        return f"download it again (`mattekit models download {entry.name}`)"
+    source = entry.upstream.file if entry.upstream is not None else "FILE"
+    return f"import it again (`mattekit models import {entry.name} {source}`)"
 
 
 def verify_file(entry: Entry, path: Path) -> str:
@@ -461,10 +467,9 @@ def verify_file(entry: Entry, path: Path) -> str:
     actual = sha256_of(path)
     if actual != expected:
         _delete(path)
-        how = "download" if entry.weights and entry.weights.hub else "import"
         raise MattekitError(
             f"{entry.name}: {path} has sha256 {actual}, expected {expected}; the file was deleted, "
-            f"{how} it again (`mattekit models {how} {entry.name}`)"
+            f"{_again(entry)}"
         )
     return actual
 
@@ -603,9 +608,11 @@ def import_checkpoint(entry: Entry, source: str | os.PathLike[str]) -> ImportRep
     source = Path(source)
     if not source.is_file():
         raise MattekitError(f"{source}: no such file")
+    target = imported_path(entry)
+    with user_errors("cannot write", target.parent):  # a cache that cannot be written: say so before the work
+        target.parent.mkdir(parents=True, exist_ok=True)
     source_sha256 = _check_upstream(entry.upstream, source)
     state = _converted_state_dict(entry, source)
-    target = imported_path(entry)
 
     def save(tmp: Path) -> None:
         from safetensors.torch import save_file

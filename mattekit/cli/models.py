@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from mattekit import models as registry
@@ -42,7 +43,7 @@ def list_models(
     if markdown:
         typer.echo(zoo.markdown(catalogue), nl=False)
         return
-    table = Table(title=f"models ({zoo.catalogue_location()})", title_justify="left")
+    table = Table(title=escape(f"models ({zoo.catalogue_location()})"), title_justify="left")
     for column in ("name", "architecture", "input", "licence", "weights", "size"):
         # names are what users type: never cut them
         table.add_column(column, justify="right" if column == "size" else "left", no_wrap=column == "name")
@@ -139,7 +140,7 @@ def download(name: Name) -> None:
     """Fetch a model's weights into the hub cache (pinned commit, sha256 checked; a dropped connection
     resumes)."""
     path = zoo.download(zoo.get_entry(name))
-    err_console.print(f"{name}: verified {path}", soft_wrap=True)
+    err_console.print(escape(f"{name}: verified {path}"), soft_wrap=True)
     typer.echo(str(path))
 
 
@@ -154,14 +155,16 @@ def import_(
     entry = zoo.get_entry(name)
     report = zoo.import_checkpoint(entry, file)
     if report.upstream_verified:
-        err_console.print(f"{file}: sha256 matches the official {report.upstream_file}", soft_wrap=True)
+        verified = f"{file}: sha256 matches the official {report.upstream_file}"
+        err_console.print(escape(verified), soft_wrap=True)
     else:
         err_console.print(
-            f"[yellow]warning:[/] {file}: could not be verified against upstream (no published sha256 for "
-            f"the official file); it loads strictly into {entry.architecture}. sha256 {report.source_sha256}",
+            f"[yellow]warning:[/] {escape(str(file))}: could not be verified against upstream (no published "
+            f"sha256 for the official file); it loads strictly into {entry.architecture}. "
+            f"sha256 {report.source_sha256}",
             soft_wrap=True,
         )
-    err_console.print(f"{name}: imported as {report.path} (sha256 {report.sha256})", soft_wrap=True)
+    err_console.print(escape(f"{name}: imported as {report.path} (sha256 {report.sha256})"), soft_wrap=True)
     typer.echo(str(report.path))
 
 
@@ -177,9 +180,9 @@ def verify(
         err_console.print("no cached weights to verify")
     for check in checks:
         if check.ok:
-            console.print(f"[green]ok[/]   {check.entry}  {check.path}")
+            console.print(f"[green]ok[/]   {escape(f'{check.entry}  {check.path}')}", soft_wrap=True)
         else:
-            console.print(f"[red]FAIL[/] {check.message}", soft_wrap=True)
+            console.print(f"[red]FAIL[/] {escape(check.message)}", soft_wrap=True)
     if any(not check.ok for check in checks):
         raise typer.Exit(1)
 
@@ -189,14 +192,14 @@ def cache() -> None:
     """Where the zoo keeps weights, and how much is there."""
     catalogue = zoo.load_catalogue()
     files = zoo.cached_files(catalogue.values())
-    console.print(f"hub cache:      {zoo.hub_cache_dir()}")
-    console.print(f"imported files: {zoo.imported_dir()}")
+    console.print(escape(f"hub cache:      {zoo.hub_cache_dir()}"), soft_wrap=True)
+    console.print(escape(f"imported files: {zoo.imported_dir()}"), soft_wrap=True)
     table = Table(title_justify="left")
     table.add_column("model")
     table.add_column("size", justify="right")
     table.add_column("file", overflow="fold")
     for found in files:
-        table.add_row(found.entry, zoo.human_size(found.size), str(found.path))
+        table.add_row(found.entry, zoo.human_size(found.size), escape(str(found.path)))
     if files:
         console.print(table)
     console.print(f"{len(files)} cached model file(s), {zoo.human_size(sum(f.size for f in files))}")

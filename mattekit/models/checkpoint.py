@@ -8,6 +8,7 @@ DistributedDataParallel wrapper, so every key starts with ``module.``; that lead
 from __future__ import annotations
 
 import pickle
+import warnings
 from collections.abc import Mapping
 from os import PathLike
 from pathlib import Path
@@ -32,9 +33,19 @@ def read_state_dict(path: str | PathLike[str]) -> dict[str, Tensor]:
         if path.suffix == ".safetensors":
             content: object = load_file(str(path))
         else:
-            content = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, OSError, EOFError, ValueError, SafetensorError) as error:
+            with warnings.catch_warnings():  # torch's notes on pickle protocols are not for our users
+                warnings.simplefilter("ignore")
+                content = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # torch's message advises weights_only=False, i.e. running the file's code: never pass that on.
+        raise MattekitError(
+            f"{path}: not a readable checkpoint (it holds Python objects besides tensors, which mattekit "
+            f"never unpickles)"
+        ) from None
+    except (RuntimeError, OSError, EOFError, ValueError, SafetensorError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if "weights_only" in first_line:
+            first_line = "not a plain file of tensors"
         raise MattekitError(f"{path}: not a readable checkpoint ({first_line})") from None
     if isinstance(content, Mapping) and isinstance(content.get("state_dict"), Mapping):
         content = content["state_dict"]
