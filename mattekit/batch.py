@@ -28,6 +28,7 @@ from mattekit.errors import MattekitError, describe
 from mattekit.io import (
     DEFAULT_MAX_PIXELS,
     IMAGE_SUFFIXES,
+    check_writable_folders,
     image_size,
     list_images,
     refuse_overwrite,
@@ -182,9 +183,11 @@ def _unique_outputs(jobs: list[Job], failures: list[Failure]) -> tuple[list[Job]
 
 def refuse_overwriting_inputs(jobs: list[Job], background: Path | None = None) -> None:
     """A one-line error, before any work, if an output of any job is an input of any job (an image, a
-    trimap) or the background picture."""
+    trimap) or the background picture, or if an output folder cannot be written."""
     inputs = [path for job in jobs for path in (job.image, job.trimap)] + [background]
-    refuse_overwrite(inputs, [path for job in jobs for path in job.outputs.values()])
+    outputs = [path for job in jobs for path in job.outputs.values()]
+    refuse_overwrite(inputs, outputs)
+    check_writable_folders(outputs)
 
 
 def run_job(job: Job, matte: Matter, options: OutputOptions, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:

@@ -40,6 +40,7 @@ from mattekit.errors import MattekitError, describe
 from mattekit.io import (
     DEFAULT_MAX_PIXELS,
     atomic_save,
+    check_writable_folders,
     decode,
     image_size,
     list_images,
@@ -487,7 +488,9 @@ def predict_and_score(
 def refuse_overwriting_cases(dataset: Dataset, outputs: Iterable[Path | None]) -> None:
     """A one-line error, before any work, if a report file would replace one of the dataset's files."""
     inputs = [path for case in dataset.cases for path in (case.image, case.pred, case.gt, case.trimap)]
-    refuse_overwrite(inputs, [path for path in outputs if path is not None])
+    files = [path for path in outputs if path is not None]
+    refuse_overwrite(inputs, files)
+    check_writable_folders(files)
 
 
 # --- Whole evaluations and their files -----------------------------------------------------------------

@@ -315,6 +315,19 @@ def atomic_save(path: Path, save: Callable[[Path], None]) -> None:
             raise
 
 
+def check_writable_folders(outputs: Iterable[Path]) -> None:
+    """A one-line error, before any work, for an output folder that cannot be made or written: a file in
+    its path, or no write permission where it is (or would be) created."""
+    for folder in {Path(path).parent for path in outputs}:
+        existing = folder
+        while not existing.exists() and existing.parent != existing:
+            existing = existing.parent
+        if not existing.is_dir():
+            raise MattekitError(f"cannot write into {folder}: {existing} is a file, not a folder")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise MattekitError(f"cannot write into {folder}: permission denied")
+
+
 def refuse_overwrite(inputs: Iterable[Path | None], outputs: Iterable[Path]) -> None:
     """A one-line error if an output is one of the inputs (same file by device and inode, so links and
     other spellings of a path count), checked before any work."""

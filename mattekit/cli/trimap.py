@@ -11,7 +11,15 @@ from rich.markup import escape
 
 from mattekit.cli import app, err_console
 from mattekit.errors import MattekitError
-from mattekit.io import DEFAULT_MAX_PIXELS, image_size, read_gray, read_image, refuse_overwrite, write_png
+from mattekit.io import (
+    DEFAULT_MAX_PIXELS,
+    check_writable_folders,
+    image_size,
+    read_gray,
+    read_image,
+    refuse_overwrite,
+    write_png,
+)
 from mattekit.trimap import from_mask, grabcut_mask, grabcut_pixels
 
 
@@ -62,6 +70,7 @@ def trimap(
     if output.suffix.lower() != ".png" or output.is_dir():
         raise MattekitError(f"-o {output}: trimaps are written as PNG; use a file name ending in .png")
     refuse_overwrite([image, mask], [output])
+    check_writable_folders([output])
     box = None if rect is None else _parse_rect(rect)
     width, height = image_size(image, max_pixels)  # before anything is decoded
     if mask is not None:
