@@ -53,8 +53,19 @@ class ClassicalSolver(MattingModel):
         # Cholesky preconditioner print()s a "PERFORMANCE WARNING" when it falls back to a slower path
         # (often on tiles); that is a note for pymatting's developers, and it would break up the CLI's
         # progress bar and anyone's stdout pipe, so it is dropped.
-        with contextlib.redirect_stdout(io.StringIO()):
-            alpha = self._solve(image.astype(np.float64), trimap.astype(np.float64) / 255.0)
+        # A solver that cannot work on an input (too few pixels for its window or neighbours, no convergence)
+        # raises whatever pymatting raises, even a bare AssertionError: that is the input's problem, said
+        # in one line.  Its numpy warnings are silenced: a non-finite result is an error later anyway.
+        try:
+            with contextlib.redirect_stdout(io.StringIO()), np.errstate(all="ignore"):
+                alpha = self._solve(image.astype(np.float64), trimap.astype(np.float64) / 255.0)
+        except MemoryError:
+            raise
+        except Exception as err:
+            height, width = trimap.shape
+            detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            name = getattr(self._solve, "__name__", "the solver")
+            raise MattekitError(f"{name} cannot matte this {width}x{height} input: {detail}") from None
         return np.clip(alpha, 0.0, 1.0).astype(np.float32)
 
 
