@@ -9,7 +9,7 @@ import numpy as np
 from PIL import ImageColor
 
 from mattekit.errors import MattekitError
-from mattekit.io import read_image
+from mattekit.io import DEFAULT_MAX_PIXELS, read_image
 
 
 def estimate_foreground(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
@@ -47,17 +47,18 @@ def _parse_color(spec: str) -> np.ndarray | None:
     return np.array(rgb, dtype=np.float32) / 255.0
 
 
-def load_background(spec: str) -> np.ndarray:
+def load_background(spec: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """A background from ``--background``: a colour (``white``, ``#00ff00``, ``0,255,0``) as an RGB triple
-    (3,), or an image file as (H, W, 3).  Read once per run; :func:`fit_background` sizes it per image."""
+    (3,), or an image file as (H, W, 3), checked against ``max_pixels`` before it is decoded.  Read once
+    per run; :func:`fit_background` sizes it per image."""
     color = _parse_color(spec)
     if color is not None:
         return color
-    if not Path(spec).is_file():
+    if not Path(spec).exists():
         raise MattekitError(
             f"--background {spec!r} is neither a colour (name, #rrggbb, r,g,b) nor an image file"
         )
-    picture, _ = read_image(spec)
+    picture, _ = read_image(spec, max_pixels)  # refuses folders, pipes and devices too
     return picture
 
 
