@@ -187,7 +187,7 @@ def test_bad_inputs_give_one_line_errors_naming_the_file(tmp_path: Path) -> None
         with pytest.raises(MattekitError, match=message) as info:
             mattekit.predict(img, tri)
         assert "\n" not in str(info.value)
-    with pytest.raises(MattekitError, match="good.png: 60x40 is 2,400 pixels, over the limit of 1,000 pixels"):
+    with pytest.raises(MattekitError, match="good.png: 60x40 is 2,400 pixels, over the limit of 1,000 pixel"):
         mattekit.predict(good, trimap, max_pixels=1000)
 
 
