@@ -115,6 +115,9 @@ def output_paths(image: Path, output: Path, options: OutputOptions) -> dict[str,
     kinds = options.kinds()
     if is_png_name(output):
         paths = {kind: output.parent / f"{image.stem}_{kind}.png" for kind in kinds}
+        clash = next((kind for kind, path in paths.items() if path == output and kind != kinds[-1]), None)
+        if clash is not None:  # -o photo_alpha.png --rgba: the cutout would replace the alpha
+            raise MattekitError(f"-o {output}: is the name of the {clash} output too; choose another name")
         paths[kinds[-1]] = output
         return paths
     if output.suffix.lower() in IMAGE_SUFFIXES and not output.is_dir():

@@ -486,11 +486,15 @@ def predict_and_score(
 
 
 def refuse_overwriting_cases(dataset: Dataset, outputs: Iterable[Path | None]) -> None:
-    """A one-line error, before any work, if a report file would replace one of the dataset's files."""
+    """A one-line error, before any work, if a report file would replace one of the dataset's files or
+    cannot be written."""
     inputs = [path for case in dataset.cases for path in (case.image, case.pred, case.gt, case.trimap)]
     files = [path for path in outputs if path is not None]
     refuse_overwrite(inputs, files)
     check_writable_folders(files)
+    for path in files:
+        if path.is_dir():
+            raise MattekitError(f"cannot write {path}: a folder of that name is in the way")
 
 
 # --- Whole evaluations and their files -----------------------------------------------------------------

@@ -114,6 +114,9 @@ def test_a_folder_run_and_eval_reports_never_replace_inputs(tmp_path: Path, caps
         code, err = _run([*argv, option, trimap], capsys)
         assert code == 2
         _one_error_line(err, "is the input")
+        code, err = _run([*argv, option, tmp_path], capsys)
+        assert code == 2
+        _one_error_line(err, "a folder of that name is in the way")
     assert _snapshot(tmp_path) == before
 
 
@@ -446,6 +449,10 @@ def test_version_and_small_limits_and_dotted_folders(tmp_path: Path, capsys) -> 
     assert (tmp_path / "results.v2" / "photo_alpha.png").is_file()
     code, err = _run(["predict", photo, "-t", trimap, "-o", tmp_path / "x.jpg"], capsys)
     assert code == 2 and "outputs are PNG files" in err
+    # The main output named like one of the others would replace it: refused.
+    code, err = _run(["predict", photo, "-t", trimap, "--rgba", "-o", tmp_path / "photo_alpha.png"], capsys)
+    assert code == 2
+    _one_error_line(err, "is the name of the alpha output too")
 
 
 def test_stale_temporary_files_of_dead_runs_are_cleaned(tmp_path: Path, capsys) -> None:
