@@ -422,6 +422,16 @@ def test_unwritable_caches_and_crafted_checkpoints_are_one_line(tmp_path: Path, 
     code, err = _run(["models", "import", "gca-dist", checkpoint], capsys)
     assert code == 2
     _one_error_line(err, "cannot write", f"{tmp_path / 'hf'} is a file, not a folder")
+    # An imported file whose recorded hash is gone: the hint is a command to copy, FILE included.
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "cache"))
+    from mattekit import zoo
+
+    entry = zoo.get_entry("gca-dist")
+    zoo.imported_path(entry).parent.mkdir(parents=True)
+    zoo.imported_path(entry).write_bytes(b"weights")
+    code, err = _run(["predict", checkpoint, "-t", checkpoint, "-m", "gca-dist"], capsys)
+    assert code == 2
+    _one_error_line(err, f"import it again (`mattekit models import gca-dist {entry.upstream.file}`)")
     # A pickle that would run code: refused without passing on torch's advice to disable weights_only.
     import pickle
 
