@@ -32,6 +32,7 @@ from mattekit.io import (
     image_size,
     list_images,
     refuse_overwrite,
+    same_file,
     write_png,
 )
 from mattekit.predictor import MattingInput, load_input
@@ -134,6 +135,8 @@ def plan_file(image: Path, trimap: Path | None, output: Path, options: OutputOpt
     """The job for one image file."""
     if trimap is not None and trimap.is_dir():
         raise MattekitError(f"--trimap {trimap}: is a folder, but the input {image} is a single file")
+    if same_file(image, trimap):
+        raise MattekitError(f"--trimap {trimap}: is the image itself; give the trimap of the photo")
     return Job(image, trimap, output_paths(image, output, options))
 
 

@@ -69,10 +69,20 @@ def _file_in_the_way(path: str) -> str | None:
     return None if os.path.isdir(current) else current
 
 
+def printable(text: str) -> str:
+    """``text`` with control characters (newlines, terminal escapes in a crafted file name) shown as
+    escapes, so that a message stays on one line and cannot drive the terminal."""
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
+
+
 def describe(err: BaseException) -> str:
     """The one-line reason shown for a failure of any kind (a batch item's row, an error line)."""
+    return printable(_describe(err))
+
+
+def _describe(err: BaseException) -> str:
     if isinstance(err, MattekitError):
-        return _one_line(str(err))
+        return str(err).strip()  # one line by contract: a line break in it comes from a file name
     if isinstance(err, MemoryError):
         detail = _one_line(str(err))
         return "out of memory" + (f" ({detail})" if detail else "") + "; try a smaller --max-memory or image"

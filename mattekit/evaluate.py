@@ -46,6 +46,7 @@ from mattekit.io import (
     list_images,
     read_uint8_channel,
     refuse_overwrite,
+    same_file,
 )
 from mattekit.metrics import Scores, check_region, score, to_uint8
 from mattekit.models import MattingModel
@@ -270,6 +271,9 @@ def _plain(root: Path) -> Dataset:
 def pair_predictions(pred_dir: Path, gt_dir: Path, trimap_dir: Path) -> Dataset:
     """Cases of existing predictions, paired with ground truths and trimaps by file name without extension
     (or, Composition-1k style, ``<fg>_<k>`` with ``<fg>``)."""
+    if same_file(pred_dir, gt_dir):
+        raise MattekitError(f"--pred {pred_dir} and --gt {gt_dir} are one folder: each file would be scored "
+                            f"against itself")
     problems: list[str] = []
     gts, trimaps = _contents(gt_dir, "--gt", problems), _contents(trimap_dir, "--trimap", problems)
     preds = _prediction_stems(_by_stem(_folder(pred_dir, "--pred"), problems), gts[1], problems)

@@ -315,6 +315,16 @@ def atomic_save(path: Path, save: Callable[[Path], None]) -> None:
             raise
 
 
+def same_file(first: Path | None, second: Path | None) -> bool:
+    """True when both name one existing file (links and other spellings included)."""
+    if first is None or second is None:
+        return False
+    try:
+        return os.path.samefile(first, second)
+    except OSError:
+        return False
+
+
 def check_writable_folders(outputs: Iterable[Path]) -> None:
     """A one-line error, before any work, for an output folder that cannot be made or written: a file in
     its path, or no write permission where it is (or would be) created."""

@@ -105,13 +105,15 @@ def test_a_folder_run_and_eval_reports_never_replace_inputs(tmp_path: Path, caps
     data = tmp_path / "data"
     _, trimap = _scene(data, "photo")
     _scene(data, "photo_alpha")  # an input whose name is the output of photo.png
+    (tmp_path / "gt").mkdir()
+    Image.open(trimap).save(tmp_path / "gt" / "photo.png")
     before = _snapshot(tmp_path)
     code, err = _run(["predict", data, "-t", data, "-o", data], capsys)
     assert code == 2
     _one_error_line(err, "photo_alpha.png: is the input")
-    argv = ["eval", "--pred", data, "--gt", data, "--trimap", data]
+    argv = ["eval", "--pred", data, "--gt", tmp_path / "gt", "--trimap", data]
     for option in ("--csv", "--json"):
-        code, err = _run([*argv, option, trimap], capsys)
+        code, err = _run([*argv, option, tmp_path / "gt" / "photo.png"], capsys)
         assert code == 2
         _one_error_line(err, "is the input")
         code, err = _run([*argv, option, tmp_path], capsys)
@@ -187,11 +189,12 @@ def test_read_only_output_folder_is_refused_before_any_work(tmp_path: Path, caps
 def test_output_parent_that_is_a_file_is_refused_before_any_work(tmp_path: Path, capsys) -> None:
     photo, trimap = _scene(tmp_path)
     (tmp_path / "file").write_text("x")
-    here = str(tmp_path)
+    (tmp_path / "gt").mkdir()
+    here, gt = str(tmp_path), str(tmp_path / "gt")
     for argv in (
         ["predict", photo, "-t", trimap, "-o", tmp_path / "file" / "out"],
         ["trimap", photo, "--rect", "10,10,40,30", "-o", tmp_path / "file" / "t.png"],
-        ["eval", "--pred", here, "--gt", here, "--trimap", here, "--json", tmp_path / "file" / "r"],
+        ["eval", "--pred", here, "--gt", gt, "--trimap", here, "--json", tmp_path / "file" / "r"],
     ):
         code, err = _run(argv, capsys)
         assert code == 2, argv
@@ -241,13 +244,16 @@ def test_eval_data_and_eval_pred_go_on_past_bad_cases(tmp_path: Path, capsys) ->
     report = __import__("json").loads(out_json.read_text())
     assert [row["name"] for row in report["rows"]] == ["a", "c"] and len(report["failures"]) == 1
     # --pred: a prediction of the wrong size fails alone; the other cases are scored.
-    Image.new("L", (10, 10)).save(root / "alpha" / "c.png")
-    argv = ["eval", "--pred", root / "alpha", "--gt", root / "alpha", "--trimap", root / "trimap"]
+    (root / "pred").mkdir()
+    for name in ("a", "b"):
+        (root / "pred" / f"{name}.png").write_bytes((root / "alpha" / f"{name}.png").read_bytes())
+    Image.new("L", (10, 10)).save(root / "pred" / "c.png")
+    argv = ["eval", "--pred", root / "pred", "--gt", root / "alpha", "--trimap", root / "trimap"]
     code = main([str(a) for a in argv])
     captured = capsys.readouterr()
     assert code == 1 and "Traceback" not in captured.err
     assert "c.png: sizes differ (prediction 10x10" in captured.err and "mean over 2 image(s)" in captured.out
-    assert set(_snapshot(tmp_path)) == set(before) | {"report.json"}
+    assert set(_snapshot(tmp_path)) == set(before) | {"report.json"} | {f"plain/pred/{n}.png" for n in "abc"}
 
 
 # --- 3. silent wrong answers are errors, or loud --------------------------------------------------------
@@ -429,7 +435,8 @@ def test_unwritable_caches_and_crafted_checkpoints_are_one_line(tmp_path: Path, 
     entry = zoo.get_entry("gca-dist")
     zoo.imported_path(entry).parent.mkdir(parents=True)
     zoo.imported_path(entry).write_bytes(b"weights")
-    code, err = _run(["predict", checkpoint, "-t", checkpoint, "-m", "gca-dist"], capsys)
+    photo, trimap = _scene(tmp_path)
+    code, err = _run(["predict", photo, "-t", trimap, "-m", "gca-dist"], capsys)
     assert code == 2
     _one_error_line(err, f"import it again (`mattekit models import gca-dist {entry.upstream.file}`)")
     # A pickle that would run code: refused without passing on torch's advice to disable weights_only.
@@ -459,6 +466,17 @@ def test_version_and_small_limits_and_dotted_folders(tmp_path: Path, capsys) -> 
     assert (tmp_path / "results.v2" / "photo_alpha.png").is_file()
     code, err = _run(["predict", photo, "-t", trimap, "-o", tmp_path / "x.jpg"], capsys)
     assert code == 2 and "outputs are PNG files" in err
+    # Clumsy pairs: the photo as its own trimap, and predictions scored against themselves.
+    code, err = _run(["predict", photo, "-t", tmp_path / "." / photo.name], capsys)
+    assert code == 2
+    _one_error_line(err, "is the image itself")
+    code, err = _run(["eval", "--pred", tmp_path, "--gt", f"{tmp_path}/.", "--trimap", tmp_path], capsys)
+    assert code == 2
+    _one_error_line(err, "are one folder: each file would be scored against itself")
+    # A file name with a line break and a terminal escape still gives one line, and no escape reaches it.
+    code, err = _run(["predict", tmp_path / "a\nb\x1b[2J.png", "-t", trimap], capsys)
+    assert code == 2
+    _one_error_line(err, "a\\nb\\x1b[2J.png: no such file or folder")
     # The main output named like one of the others would replace it: refused.
     code, err = _run(["predict", photo, "-t", trimap, "--rgba", "-o", tmp_path / "photo_alpha.png"], capsys)
     assert code == 2

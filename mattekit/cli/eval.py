@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from mattekit.cli import app, err_console
-from mattekit.errors import MattekitError
+from mattekit.errors import MattekitError, printable
 from mattekit.evaluate import (
     LAYOUTS,
     Report,
@@ -154,4 +154,4 @@ def _show(report: Report, allow_unpaired: bool) -> None:
 def _list(heading: str, lines: list[str]) -> None:
     err_console.print(heading, soft_wrap=True)
     for line in lines:
-        err_console.print(f"  {escape(line)}", soft_wrap=True)
+        err_console.print(f"  {escape(printable(line))}", soft_wrap=True)

@@ -35,7 +35,7 @@ from mattekit.cli import app, err_console
 from mattekit.compose import load_background
 from mattekit.engine import TileOptions, check, parse_memory, plan
 from mattekit.engine.planner import DEFAULT_SHARE, device_kind, free_memory
-from mattekit.errors import MattekitError
+from mattekit.errors import MattekitError, printable
 from mattekit.io import DEFAULT_MAX_PIXELS
 from mattekit.models import DEFAULT_MODEL, MattingModel
 from mattekit.predictor import load_input, load_model, run_model
@@ -173,7 +173,7 @@ def _progress() -> Progress:
 
 def _advancing(results: Iterator[JobResult], progress: Progress, task: TaskID) -> Iterator[JobResult]:
     for result in results:
-        progress.update(task, advance=1, description=escape(result.job.image.name))
+        progress.update(task, advance=1, description=escape(printable(result.job.image.name)))
         yield result
 
 
@@ -187,5 +187,5 @@ def _summarise(report: BatchReport) -> None:
         table.add_column("input", no_wrap=True)
         table.add_column("reason", overflow="fold")
         for failure in report.failures:
-            table.add_row(escape(failure.path.name), escape(failure.reason))
+            table.add_row(escape(printable(failure.path.name)), escape(printable(failure.reason)))
         err_console.print(table)
