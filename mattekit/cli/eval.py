@@ -121,7 +121,7 @@ def _progress(description: str, total: int) -> Iterator[Callable[[Row], None]]:
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=err_console, transient=True) as progress:
         task = progress.add_task(description, total=total)
-        yield lambda row: progress.update(task, advance=1, description=escape(row.case.name))
+        yield lambda row: progress.update(task, advance=1, description=escape(printable(row.case.name)))
 
 
 def _show(report: Report, allow_unpaired: bool) -> None:

@@ -14,6 +14,7 @@ from mattekit.errors import MattekitError
 from mattekit.io import (
     DEFAULT_MAX_PIXELS,
     check_writable_folders,
+    describe_pixels,
     image_size,
     read_gray,
     read_image,
@@ -60,7 +61,7 @@ def trimap(
         typer.Option(
             "--max-memory", show_default=False,
             help="Memory budget for GrabCut, e.g. 4GB (default: 50% of available RAM); a photo too big for "
-            "it is matched on a scaled-down copy.",
+            "it is segmented on a scaled-down copy.",
         ),
     ] = None,
 ) -> None:
@@ -83,7 +84,7 @@ def trimap(
         pixels = grabcut_pixels(height, width, budget)
         if pixels < width * height:
             err_console.print(
-                f"GrabCut runs on a copy scaled down to {pixels / 1e6:.1f} MP to stay within the memory "
+                f"GrabCut runs on a copy scaled down to {describe_pixels(pixels)} to stay within the memory "
                 f"budget of {budget / 1e9:.2f} GB; the mask is scaled back to {width}x{height}",
                 soft_wrap=True,
             )
