@@ -215,6 +215,19 @@ def run_job(job: Job, matte: Matter, options: OutputOptions, max_pixels: int = D
             write_png(job.outputs["composite"], composite(foreground, alpha, background), options.bit_depth)
 
 
+def host_memory_budget(max_memory: str | None, on_cpu: bool = True) -> int:
+    """Host memory the outputs may take: ``--max-memory`` when the model runs on the CPU (on a GPU it bounds
+    GPU memory), else the engine's default share of the available RAM."""
+    from types import SimpleNamespace
+
+    from mattekit.engine.planner import DEFAULT_SHARE, free_memory, parse_memory
+
+    if max_memory is not None and on_cpu:
+        return parse_memory(max_memory)
+    host = SimpleNamespace(device="cpu")  # free_memory only asks where a model runs
+    return int(free_memory(host) * DEFAULT_SHARE["cpu"])  # type: ignore[arg-type]
+
+
 def _check_output_memory(image: Path, height: int, width: int, options: OutputOptions, budget: int) -> None:
     needed = options.memory_needed(height, width)
     if needed > budget:

@@ -26,6 +26,7 @@ from mattekit.batch import (
     JobResult,
     OutputOptions,
     collect,
+    host_memory_budget,
     plan_file,
     plan_folder,
     refuse_overwriting_inputs,
@@ -33,8 +34,8 @@ from mattekit.batch import (
 )
 from mattekit.cli import app, err_console
 from mattekit.compose import load_background
-from mattekit.engine import TileOptions, check, parse_memory, plan
-from mattekit.engine.planner import DEFAULT_SHARE, device_kind, free_memory
+from mattekit.engine import TileOptions, check, plan
+from mattekit.engine.planner import device_kind
 from mattekit.errors import MattekitError, printable
 from mattekit.io import DEFAULT_MAX_PIXELS
 from mattekit.models import DEFAULT_MODEL, MattingModel
@@ -116,10 +117,9 @@ def predict(
     matting_model = load_model(model, weights=weights, device=device)
     if matting_model.requirements.trimap and trimap is None:
         raise MattekitError(f"model {model!r} needs a trimap: pass --trimap (make one: `mattekit trimap`)")
-    if device_kind(matting_model) == "cpu":  # the outputs are made in host memory: the same budget holds
-        share = DEFAULT_SHARE["cpu"]
-        budget = parse_memory(max_memory) if max_memory else int(free_memory(matting_model) * share)
-        options = replace(options, memory_budget=budget)
+    # The outputs are made in host memory: on the CPU the engine's budget holds for them too.
+    budget = host_memory_budget(max_memory, on_cpu=device_kind(matting_model) == "cpu")
+    options = replace(options, memory_budget=budget)
     if dry_run:
         _print_plans(jobs, matting_model, tiling, max_pixels)
         return

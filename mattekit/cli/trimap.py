@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Annotated
 
 import typer
 from rich.markup import escape
 
+from mattekit.batch import host_memory_budget
 from mattekit.cli import app, err_console
 from mattekit.errors import MattekitError
 from mattekit.io import (
@@ -30,15 +30,6 @@ def _parse_rect(spec: str) -> tuple[int, int, int, int]:
     except ValueError:
         raise MattekitError(f"--rect {spec!r}: expected x,y,width,height in pixels") from None
     return x, y, w, h
-
-
-def _host_budget(max_memory: str | None) -> int:
-    """--max-memory, or the engine's default share of the available RAM."""
-    from mattekit.engine.planner import DEFAULT_SHARE, free_memory, parse_memory
-
-    if max_memory is not None:
-        return parse_memory(max_memory)
-    return int(free_memory(SimpleNamespace(device="cpu")) * DEFAULT_SHARE["cpu"])  # type: ignore[arg-type]
 
 
 @app.command()
@@ -80,7 +71,7 @@ def trimap(
             raise MattekitError(f"{mask}: mask is {mask_width}x{mask_height}, image is {width}x{height}")
         rough = read_gray(mask, max_pixels)
     else:
-        budget = _host_budget(max_memory)
+        budget = host_memory_budget(max_memory)
         pixels = grabcut_pixels(height, width, budget)
         if pixels < width * height:
             err_console.print(
