@@ -493,6 +493,8 @@ def _how_to_get(entry: Entry) -> str:
             f"get the official {entry.upstream.file} ({entry.upstream.url}) and run "
             f"`mattekit models import {entry.name} {entry.upstream.file}`"
         )
+    if not steps:
+        steps.append("no such file exists anywhere: train one (`mattekit train`) and pass --weights FILE")
     return " or ".join(steps)
 
 
