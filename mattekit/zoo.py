@@ -680,16 +680,15 @@ def network_size(architecture: str, side: int = 512) -> NetworkSize | None:
     """The size of a registered network architecture (built with random init); None for a weight-free
     method."""
     from mattekit.models import create_model, get_model_info
-    from mattekit.models.network import NetworkModel, forward_flops
+    from mattekit.models.network import NetworkModel
     from mattekit.models.network import parameter_count as count
 
-    requirements = get_model_info(architecture).requirements
-    if not requirements.weights:
+    if not get_model_info(architecture).requirements.weights:
         return None
     model = create_model(architecture, device="cpu")
     if not isinstance(model, NetworkModel):
         return None
-    return NetworkSize(count(model.net), forward_flops(model.net, requirements.trimap, side, side), side)
+    return NetworkSize(count(model.net), model.flops(side, side), side)
 
 
 @dataclass(frozen=True)

@@ -206,3 +206,11 @@ def test_eval_full_region_on_the_image_alone(
     assert free["rows"][0]["mse"] == pytest.approx(np.square(error).mean(), rel=1e-4)
     # Given the trimap, the known regions are fixed to it, which removes most of the error.
     assert fixed["rows"][0]["sad"] < free["rows"][0]["sad"]
+
+
+def test_models_info_reports_size_and_flops(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["models", "info", "hattmatting"]) == 0
+    out = capsys.readouterr().out
+    # State_dict values of the REC ResNeXt-101 network, and FLOPs of one 512² pass (counted, not timed).
+    assert "104,493,764 (state_dict values)" in out
+    assert "FLOPs at 512²      308.6 G" in out
