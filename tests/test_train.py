@@ -276,6 +276,14 @@ def test_gca_run_exports_weights_predict_loads_and_models_add_names(
     listing = capsys.readouterr().out
     assert "my-gca" in listing and f"{float(val_rows[0]['val_sad']):.4g}" in listing
     assert load_file(str(model)).keys() == _weights(run).keys()
+    # refused: a name mattekit uses, a second add without --replace, weights changed after the run
+    assert main(["models", "add", "gca-dist", str(run)]) == 2
+    assert main(["models", "add", "my-gca", str(run)]) == 2
+    assert "--replace" in capsys.readouterr().err
+    assert main(["models", "add", "my-gca", str(run), "--replace"]) == 0
+    model.write_bytes(model.read_bytes()[:-1] + b"\0")
+    assert main(["models", "add", "other", str(run)]) == 2
+    assert "is not the" in capsys.readouterr().err
 
 
 # --- DDP ----------------------------------------------------------------------------------------------

@@ -72,7 +72,7 @@ def make_composition(
     return root
 
 
-def make_validation(dev_dir, root, names=("GT03",), size=(96, 72)):
+def make_validation(dev_dir, root, names=("GT03",), size=(64, 48)):
     """A plain-layout (image/ alpha/ trimap/) validation set of dev photos shrunk to ``size``."""
     import cv2
 
