@@ -311,14 +311,21 @@ def parse_catalogue(text: str, where: str = "models.toml") -> dict[str, Entry]:
     return entries
 
 
-def load_catalogue(path: str | os.PathLike[str] | None = None) -> dict[str, Entry]:
-    """The validated catalogue at ``path`` (default: :func:`catalogue_location`)."""
-    location = Path(path) if path is not None else catalogue_location()
+def load_catalogue(path: str | os.PathLike[str] | Traversable | None = None) -> dict[str, Entry]:
+    """The validated catalogue at ``path``; by default :func:`catalogue_location` followed by the user's
+    own models (``mattekit models add``, see :mod:`mattekit.user_catalogue`)."""
+    location = path if path is not None else catalogue_location()
+    location = Path(location) if isinstance(location, (str, os.PathLike)) else location
     try:
         text = location.read_text(encoding="utf-8")
     except OSError as err:
         raise MattekitError(f"{location}: cannot read the model catalogue ({err.strerror})") from None
-    return parse_catalogue(text, str(location))
+    entries = parse_catalogue(text, str(location))
+    if path is None:
+        from mattekit.user_catalogue import user_entries
+
+        entries.update(user_entries(entries))  # type: ignore[arg-type]
+    return entries
 
 
 def find_entry(name: str, catalogue: Mapping[str, Entry] | None = None) -> Entry | None:
@@ -814,7 +821,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        sys.stdout.write(markdown(load_catalogue()))
+        sys.stdout.write(markdown(load_catalogue(catalogue_location())))  # the packaged models only
     except MattekitError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

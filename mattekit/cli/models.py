@@ -52,6 +52,9 @@ def list_models(
             zoo.human_size(zoo.weights_size(entry)),
         )
     console.print(table)
+    from mattekit.cli.models_add import print_user_models
+
+    print_user_models(catalogue.values(), console)
 
 
 @models_app.command()
