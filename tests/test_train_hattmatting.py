@@ -8,7 +8,6 @@ step took 1.4 s against 3.3 s with ResNeXt-50); the loop is the same whatever th
 
 from __future__ import annotations
 
-import copy
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -17,13 +16,15 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from safetensors.torch import save_file
+from train_tiny import make_composition
 
-from mattekit.models import create_model
+from mattekit.cli import main
+from mattekit.io import read_gray
 from mattekit.train import load_recipe
 from mattekit.train.data import Sample
 from mattekit.train.hattmatting import HAttMattingTask
 from mattekit.train.task import Optimization
+from mattekit.train.trainer import train
 
 #: Recipe options of the CPU runs: the reduced generator and crops of 64 to 100 px resized to 64.
 SMALL = ['backbone="resnet34"', "crop_sizes=[64, 80, 100]"]
@@ -90,7 +91,7 @@ def test_sample_is_a_flipped_crop_of_the_image(dev_dir: Path) -> None:
     assert task.make_sample(source, np.random.default_rng(1))["image"].shape == (3, 64, 64)
 
 
-def test_adversarial_steps_lower_the_generator_loss(dev_dir: Path, tmp_path: Path) -> None:
+def test_adversarial_steps_lower_the_generator_loss(dev_dir: Path) -> None:
     torch.manual_seed(0)
     task = HAttMattingTask(_recipe(*SMALL))
     source, rng = _dev_sample(dev_dir), np.random.default_rng(0)
@@ -110,33 +111,32 @@ def test_adversarial_steps_lower_the_generator_loss(dev_dir: Path, tmp_path: Pat
         assert all(torch.isfinite(value) for value in logged.values())
         losses.append(float(logged["loss"].detach()))
     assert np.mean(losses[-2:]) < 0.8 * np.mean(losses[:2]), losses
-    # Resuming from the state of both networks and both optimisers takes the very same next step.
-    saved = copy.deepcopy(
-        {
-            "modules": {name: m.state_dict() for name, m in modules.items()},
-            "optim": {name: o.optimizer.state_dict() for name, o in optimizations.items()},
-            "sched": {name: o.scheduler.state_dict() for name, o in optimizations.items() if o.scheduler},
-        }
+
+
+def _checkpoint(run: Path) -> dict:
+    return torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+
+
+def test_trainer_resumes_both_networks_and_exports(dev_dir: Path, tmp_path: Path) -> None:
+    """Through the trainer: a run stopped and resumed ends bit for bit where an uninterrupted one does, both
+    optimisers are in the checkpoint, and the export mattes without a trimap through ``mattekit predict``."""
+    data = make_composition(dev_dir, tmp_path / "data")
+    keys = ["steps=4", "batch_size=2", "workers=0", "log_every=1", "save_every=100"]
+    recipe = load_recipe("hattmatting", [*keys, "crop_size=64", *(f"options.{item}" for item in SMALL)])
+    whole = train(recipe, data, tmp_path / "whole", device="cpu", quiet=True)
+    assert whole.step == 4
+    assert train(recipe, data, tmp_path / "split", device="cpu", stop_at=2, quiet=True).step == 2
+    assert train(recipe, data, tmp_path / "split", device="cpu", resume=True, quiet=True).step == 4
+    a, b = (
+        torch.load(tmp_path / run / "checkpoints" / "last.pt", weights_only=True)
+        for run in ("whole", "split")
     )
-    assert saved["optim"]["generator"]["state"] and saved["optim"]["discriminator"]["state"]
-    context.step = 6
-    task.training_step(batch, context)
-    resumed = task.build_modules()
-    for name, module in resumed.items():
-        module.load_state_dict(saved["modules"][name])
-        module.train()
-    resumed_optimizations = task.configure_optimizers(resumed)
-    for name, optimization in resumed_optimizations.items():
-        optimization.optimizer.load_state_dict(saved["optim"][name])
-        if optimization.scheduler is not None:
-            optimization.scheduler.load_state_dict(saved["sched"][name])
-    again = _Context(resumed, resumed_optimizations)
-    again.step = 6
-    task.training_step(batch, again)
-    for name in modules:
-        for key, value in modules[name].state_dict().items():
-            torch.testing.assert_close(resumed[name].state_dict()[key], value, msg=f"{name}.{key}")
-    # The exported generator loads strictly into the registered architecture.
-    save_file(modules["generator"].state_dict(), str(tmp_path / "model.safetensors"))
-    model = create_model("hattmatting", weights=tmp_path / "model.safetensors", device="cpu")
-    assert model.net.backbone.channels == (64, 128, 256, 512)
+    for network in ("generator", "discriminator"):
+        for key, value in a["modules"][network].items():
+            assert torch.equal(value, b["modules"][network][key]), f"{network}.{key}"
+        assert a["optimizers"][network]["optimizer"]["state"]  # momentum / Adam moments saved
+    image = dev_dir / "input_training_lowres" / "GT03.png"
+    out = tmp_path / "alpha.png"
+    weights = ["--model", "hattmatting", "--weights", str(tmp_path / "whole" / "model.safetensors")]
+    assert main(["predict", str(image), *weights, "-o", str(out), "--device", "cpu"]) == 0
+    assert read_gray(out).shape == Image.open(image).size[::-1]
