@@ -20,6 +20,7 @@ from train_tiny import make_composition
 
 from mattekit.cli import main
 from mattekit.io import read_gray
+from mattekit.models.backbones import create_backbone
 from mattekit.train import load_recipe
 from mattekit.train.data import Sample
 from mattekit.train.hattmatting import HAttMattingTask
@@ -140,3 +141,13 @@ def test_trainer_resumes_both_networks_and_exports(dev_dir: Path, tmp_path: Path
     weights = ["--model", "hattmatting", "--weights", str(tmp_path / "whole" / "model.safetensors")]
     assert main(["predict", str(image), *weights, "-o", str(out), "--device", "cpu"]) == 0
     assert read_gray(out).shape == Image.open(image).size[::-1]
+
+
+def test_imagenet_backbone_weights_load_into_the_generator() -> None:
+    task = HAttMattingTask(_recipe(*SMALL))
+    modules = task.build_modules()
+    imagenet = create_backbone("resnet34", num_classes=1000).state_dict()  # torchvision's key layout
+    filled = task.load_backbone(modules, imagenet)
+    assert len(filled) == len(imagenet) - 2  # everything but fc.weight and fc.bias
+    loaded = modules["generator"].backbone.state_dict()
+    assert all(torch.equal(loaded[key], imagenet[key]) for key in ("conv1.weight", "layer4.2.conv2.weight"))
