@@ -501,7 +501,10 @@ def _how_to_get(entry: Entry) -> str:
             f"`mattekit models import {entry.name} {entry.upstream.file}`"
         )
     if not steps:
-        steps.append("no such file exists anywhere: train one (`mattekit train`) and pass --weights FILE")
+        steps.append(
+            "no such file exists anywhere: train one (`mattekit train`), then pass --weights FILE or name it "
+            "with `mattekit models add NAME RUN_DIR`"
+        )
     return " or ".join(steps)
 
 
