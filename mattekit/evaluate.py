@@ -455,13 +455,18 @@ def predict_and_score(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     on_row: Callable[[Row], None] | None = None,
     failures: list[str] | None = None,
+    image_only: bool = False,
 ) -> tuple[list[Row], str]:
     """Run ``model`` on every case and score the 8-bit matte ``mattekit predict`` would write for it.
 
-    Returns the rows and how memory was measured.  ``seconds`` and ``peak_mb`` cover decoding the input
-    and predicting, not scoring.  A case that fails raises, or, when a ``failures`` list is given, is
-    recorded there and the others go on.
+    ``image_only`` runs a trimap-free model on the image alone (the trimap then only picks the scored
+    region), as trimap-free papers evaluate; otherwise the trimap goes to the model and fixes the known
+    regions.  Returns the rows and how memory was measured.  ``seconds`` and ``peak_mb`` cover decoding
+    the input and predicting, not scoring.  A case that fails raises, or, when a ``failures`` list is
+    given, is recorded there and the others go on.
     """
+    if image_only and model.requirements.trimap:
+        raise MattekitError("--image-only: this model needs a trimap")
     meter = _PeakMemory(str(getattr(model, "device", "cpu")))
     rows = []
 
@@ -472,12 +477,13 @@ def predict_and_score(
             raise MattekitError(f"{case.gt}: the ground truth is not the size of {case.image}")
         meter.start()
         begin = time.perf_counter()
-        data = load_input(case.image, case.trimap, max_pixels)
+        data = load_input(case.image, None if image_only else case.trimap, max_pixels)
         alpha = run_model(model, data)
         seconds = time.perf_counter() - begin
         peak = meter.peak_mb()
         gt = read_alpha(case.gt, max_pixels)
-        return Row(case, score(to_uint8(alpha), gt, data.trimap, region, name=str(case.gt)), seconds, peak)
+        trimap = read_scoring_trimap(case.trimap, max_pixels) if image_only else data.trimap
+        return Row(case, score(to_uint8(alpha), gt, trimap, region, name=str(case.gt)), seconds, peak)
 
     for case in cases:
         row = _attempt(case, work, failures)
@@ -544,15 +550,18 @@ def evaluate_model(
     region: str = "unknown",
     max_pixels: int = DEFAULT_MAX_PIXELS,
     on_row: Callable[[Row], None] | None = None,
+    image_only: bool = False,
 ) -> Report:
-    """Predict every case of ``dataset`` (from :func:`find_cases`) with ``model`` and score the results."""
+    """Predict every case of ``dataset`` (from :func:`find_cases`) with ``model`` and score the results;
+    ``image_only``: see :func:`predict_and_score`."""
     conventions = _conventions(region, dataset.trimaps)
     _require_cases(dataset)
     failures: list[str] = []
-    rows, memory = predict_and_score(dataset.cases, model, region, max_pixels, on_row, failures)
+    rows, memory = predict_and_score(dataset.cases, model, region, max_pixels, on_row, failures, image_only)
     conventions |= {
         "layout": dataset.layout,
         "model": model_name,
+        "model input": "the image alone (no trimap)" if image_only else "the image and its trimap",
         "seconds": "per image: decoding the input and predicting (scoring excluded)",
         "memory": f"per image: {memory}",
     }

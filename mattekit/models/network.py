@@ -15,6 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.utils.flop_counter import FlopCounterMode
 
 from mattekit.device import resolve_device
 from mattekit.errors import MattekitError
@@ -60,10 +62,14 @@ def one_hot_trimaps(trimaps: np.ndarray) -> torch.Tensor:
 class NetworkModel(MattingModel):
     """A PyTorch network ``net(image, trimap) -> alpha (B, 1, H, W)`` run in eval mode on ``device``.
 
+    A trimap-free network (``requirements.trimap`` False) is called as ``net(image)``; a trimap given to it
+    only fixes the known regions afterwards (the predictor's :func:`~mattekit.predictor.finish_alpha`).
+
     ``half`` runs it under float16 autocast on a CUDA device (attention softmaxes stay in float32); in
     float32 on a GPU, TF32 is turned off so results match the CPU to float32 precision.
     ``attention_stride`` is the input-pixel pitch of the network's global attention grid, if it has one:
-    that attention's memory grows with the square of the image area.
+    that attention's memory grows with the square of the image area.  ``bytes_per_pixel`` is the network's
+    measured peak memory per input pixel apart from that attention.
     """
 
     def __init__(
@@ -73,6 +79,7 @@ class NetworkModel(MattingModel):
         device: torch.device,
         half: bool = False,
         attention_stride: int | None = None,
+        bytes_per_pixel: int = BYTES_PER_PIXEL,
     ) -> None:
         if half and device.type != "cuda":
             raise MattekitError(f"--half: half precision needs a CUDA device, not {device}")
@@ -81,17 +88,21 @@ class NetworkModel(MattingModel):
         self.device = device
         self.half = half
         self.attention_stride = attention_stride
+        self._bytes_per_pixel = bytes_per_pixel
+
+    def bytes_per_pixel(self) -> int:
+        return self._bytes_per_pixel
 
     def estimate_memory(self, height: int, width: int, batch: int = 1) -> int:
         """Peak bytes of one ``infer`` call: activations linear in the area plus the global attention."""
-        linear = height * width * BYTES_PER_PIXEL
+        linear = height * width * self.bytes_per_pixel()
         if self.attention_stride is None:
             return batch * linear
         cells = (height // self.attention_stride) * (width // self.attention_stride)
         return batch * (linear + ATTENTION_MAPS * 4 * cells * cells)
 
     def infer(self, images: np.ndarray, trimaps: np.ndarray | None) -> np.ndarray:
-        if trimaps is None:
+        if trimaps is None and self.requirements.trimap:
             raise MattekitError("this model needs a trimap (--trimap)")
         height, width = images.shape[1:3]
         multiple, min_size = self.requirements.pad_multiple, self.requirements.min_size
@@ -99,11 +110,34 @@ class NetworkModel(MattingModel):
             raise ValueError(
                 f"input {height}x{width} is not padded as the requirements ask ({self.requirements})"
             )
-        image = normalize_images(images).to(self.device)
-        trimap = one_hot_trimaps(trimaps).to(self.device)
         with torch.inference_mode(), self._precision():
-            alpha = self.net(image, trimap)
+            alpha = self.net(*self.network_inputs(images, trimaps))
         return alpha[:, 0].float().cpu().numpy()
+
+    def network_inputs(self, images: np.ndarray, trimaps: np.ndarray | None) -> list[torch.Tensor]:
+        """What ``net`` is called with: the normalised image, then the one-hot trimap if it takes one."""
+        inputs = [normalize_images(images).to(self.device)]
+        if self.requirements.trimap:
+            assert trimaps is not None
+            inputs.append(one_hot_trimaps(trimaps).to(self.device))
+        return inputs
+
+    def flops(self, height: int = 512, width: int = 512) -> int:
+        """FLOPs of one forward pass on a height x width input, as ``FlopCounterMode`` counts them (two per
+        multiply-add of the convolutions and matrix products; normalisation, activations and pointwise
+        arithmetic are left out).
+
+        The network runs on fake tensors, which carry shapes and devices but no data, so counting costs
+        neither the arithmetic nor the activation memory (the ``meta`` device would too, but autocast
+        refuses it).
+        """
+        images = np.zeros((1, height, width, 3), dtype=np.float32)
+        trimaps = np.zeros((1, height, width), dtype=np.uint8)
+        inputs = self.network_inputs(images, trimaps)
+        counter = FlopCounterMode(display=False)
+        with FakeTensorMode(allow_non_fake_inputs=True), torch.no_grad(), counter:
+            self.net(*inputs)
+        return counter.get_total_flops()
 
     def _precision(self) -> AbstractContextManager[object]:
         if self.half:
