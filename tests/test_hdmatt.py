@@ -1,0 +1,191 @@
+"""HDMatt: context patch sampling (Eq. 1-2), TGNL (Eq. 3), the engine's context path, the loss (Eq. 4)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import Tensor, nn
+
+from mattekit.engine import TileContext, TileOptions, plan
+from mattekit.models import create_model
+from mattekit.models.hdmatt import (
+    ContextPatchSampling,
+    Embedded,
+    HDMattModel,
+    HDMattNet,
+    TrimapGuidedNonLocal,
+    hdmatt_loss,
+    network_input,
+    region_cells,
+)
+from mattekit.predictor import load_input, run_model
+from mattekit.trimap import UNKNOWN
+
+
+def brute_force_correlation(query_unknown: Tensor, context: Tensor) -> Tensor:
+    """Eq. 1 as written: the sum over every pair of positions (s, s') of q_U,s . c_i,s'."""
+    queries = query_unknown.flatten(2)  # (B, C, S)
+    contexts = context.flatten(2)  # (N, C, S')
+    scores = torch.zeros(len(queries), len(contexts), dtype=torch.float64)
+    for b, q in enumerate(queries.double()):
+        for i, c in enumerate(contexts.double()):
+            scores[b, i] = sum(q[:, s] @ c[:, t] for s in range(q.shape[1]) for t in range(c.shape[1]))
+    return scores
+
+
+def test_top_k_is_the_brute_force_ranking_of_eq_1() -> None:
+    generator = torch.Generator().manual_seed(0)
+    query = torch.randn(3, 4, 3, 3, generator=generator)
+    query[:, :, 0] = 0  # a row of the query outside the unknown region
+    context = torch.randn(9, 4, 3, 3, generator=generator)
+    allowed = np.ones((3, 9), dtype=bool)
+    allowed[1, [2, 5]] = False
+    allowed[2, 1:] = False  # one candidate only: fewer than K
+    scores = brute_force_correlation(query, context)
+    for k, counts in ((3, (3, 3, 1)), (None, (9, 7, 1))):
+        chosen = ContextPatchSampling(k)(query, context, allowed)
+        for b, count in enumerate(counts):
+            candidates = np.flatnonzero(allowed[b])
+            ranking = candidates[np.argsort(-scores[b, candidates].numpy(), kind="stable")]
+            assert chosen[b].tolist() == ranking[:count].tolist()
+
+
+def test_tgnl_matches_eq_3_by_hand_with_no_foreground_in_the_context() -> None:
+    # One query row of two cells: the first unknown (key 1, value 0.5), the second known.  Two context
+    # patches of two cells each, unknown then background, no foreground at all.
+    query_key = torch.tensor([[[1.0, 5.0]]])
+    query_value = torch.tensor([[[0.5, 7.0]]])
+    query_unknown = torch.tensor([[[1.0, 0.0]]])
+    context_key = torch.tensor([[[[math.log(2), 0.0]]], [[[math.log(3), 1.0]]]])
+    context_value = torch.tensor([[[[1.0, 2.0]]], [[[3.0, 4.0]]]])
+    unknown, foreground, background = [1.0, 0.0], [0.0, 0.0], [0.0, 1.0]
+    regions = torch.tensor([[unknown, foreground, background]] * 2)[:, :, None, :]
+    out = TrimapGuidedNonLocal()(query_key, query_value, query_unknown, context_key, context_value, regions)
+    f_u, f_f, f_b = out[:, 0]
+    # Logits q_U . c are (ln 2, 0, ln 3, 1) for the unknown query cell.  Masked keys keep logit 0 and
+    # value 0, so they still take softmax mass (one softmax over both patches).
+    e = math.e
+    torch.testing.assert_close(f_u[0], torch.tensor(0.5 + (2 * 1 + 3 * 3) / 7))
+    torch.testing.assert_close(f_f[0], torch.tensor(0.5))  # no foreground: uniform over zero values
+    torch.testing.assert_close(f_b[0], torch.tensor(0.5 + (2 + 4 * e) / (3 + e)))
+    # The known query cell has q_U = 0 and q~_U = 0: uniform attention over the masked values.
+    torch.testing.assert_close(out[:, 0, 1], torch.tensor([(1 + 3) / 4, 0.0, (2 + 4) / 4]))
+    assert torch.isfinite(out).all()
+
+
+def test_region_cells_keep_thin_unknown_bands() -> None:
+    trimap = np.zeros((16, 16), dtype=np.uint8)
+    trimap[:, 9:] = 255
+    trimap[3, 0] = UNKNOWN  # one unknown pixel in the first cell
+    inputs = network_input(np.zeros((1, 16, 16, 3), np.float32), trimap[None], torch.device("cpu"))
+    cells = region_cells(inputs[:, 3:])
+    assert cells[0, :, 0, 0].tolist() == [1, 0, 0]  # unknown wins
+    assert cells[0, :, 1, 1].tolist() == [0, 1, 0]  # 7 of 8 columns foreground
+    assert cells[0, :, 1, 0].tolist() == [0, 0, 1]
+    assert cells.sum(dim=1).eq(1).all()
+
+
+@pytest.fixture(scope="module")
+def small_net() -> HDMattNet:
+    torch.manual_seed(0)
+    return HDMattNet().eval()
+
+
+def random_patches(count: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    images = rng.random((count, size, size, 3), dtype=np.float32)
+    trimaps = rng.choice(np.array([0, UNKNOWN, 255], dtype=np.uint8), (count, size, size))
+    return images, trimaps
+
+
+def test_a_query_never_takes_its_own_tile_from_the_pool(small_net: HDMattNet, monkeypatch) -> None:
+    """The paper samples *other* patches of the image ("Introduction", "Context Patch Sampling")."""
+    model = HDMattModel(small_net, torch.device("cpu"))
+    images, trimaps = random_patches(5, 32, seed=1)
+    boxes = np.array([[0, 32, 32 * i, 32 * (i + 1)] for i in range(5)])
+    chosen: list[list[int]] = []
+    sampling = small_net.cpc.sampling
+    original = type(sampling).forward
+
+    def spy(self: ContextPatchSampling, query: Tensor, context: Tensor, allowed: np.ndarray) -> list[Tensor]:
+        picks = original(self, query, context, allowed)
+        chosen.extend(p.tolist() for p in picks)
+        return picks
+
+    monkeypatch.setattr(type(sampling), "forward", spy)
+    # Queries 0 and 3 of the pool are matted; each may take any tile but its own.
+    context = TileContext(images, trimaps, boxes, boxes[[0, 3]])
+    alpha = model.infer_context(images[[0, 3]], trimaps[[0, 3]], context)
+    assert chosen[0] and 0 not in chosen[0] and 3 not in chosen[1] and len(chosen[0]) == 3
+    assert alpha.shape == (2, 32, 32) and np.isfinite(alpha).all()
+    # Alone in its pool (an image of one tile) a query is its own context.
+    alone = TileContext(images[:1], trimaps[:1], boxes[:1], boxes[:1])
+    single = model.infer_context(images[:1], trimaps[:1], alone)
+    with torch.inference_mode():
+        own = network_input(images[:1], trimaps[:1], torch.device("cpu"))
+        expected = small_net(own, small_net.embed_context(own), np.ones((1, 1), dtype=bool))
+    np.testing.assert_allclose(single, expected[:, 0].numpy(), atol=1e-6)
+
+
+class PerPixelNet(nn.Module):
+    """HDMattNet's interface with alpha from each query pixel alone; records what the context path got."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cpc = ContextPatchSampling(3)
+        self.pixel = nn.Conv2d(6, 1, 1)
+        with torch.no_grad():
+            self.pixel.weight.copy_(torch.tensor([0.3, -0.2, 0.5, -1.0, 0.4, 1.0]).view(1, 6, 1, 1))
+            self.pixel.bias.fill_(0.1)
+        self.allowed: list[np.ndarray] = []
+
+    def embed_context(self, x: Tensor) -> Embedded:
+        return Embedded(x[:, :3, ::8, ::8], x[:, :3, ::8, ::8], region_cells(x[:, 3:]))
+
+    def forward(self, query: Tensor, pool: Embedded, allowed: np.ndarray, candidates: None = None) -> Tensor:
+        assert len(pool.key) == allowed.shape[1] and len(query) == allowed.shape[0]
+        self.allowed.append(allowed)
+        return torch.sigmoid(self.pixel(query))
+
+
+def test_tiled_hdmatt_with_a_per_pixel_stub_equals_the_whole_image(dev_dir: Path) -> None:
+    data = load_input(dev_dir / "input_training_lowres" / "GT04.png",
+                      dev_dir / "trimap_training_lowres" / "Trimap1" / "GT04.png")
+    stub = PerPixelNet()
+    model = HDMattModel(stub, torch.device("cpu"))  # type: ignore[arg-type]
+    tiling = plan(model, *data.image.shape[:2], data.trimap, TileOptions())
+    assert tiling.grid is not None and (tiling.tile_size, tiling.overlap) == (320, 64)
+    tiled = run_model(model, data, TileOptions())
+    pools = list(stub.allowed)
+    whole = run_model(model, data, TileOptions(tile="off"))
+    np.testing.assert_allclose(tiled, whole, atol=1e-6)
+    assert sum(len(a) for a in pools) == len(tiling.grid.run) > 1
+    # Every tile runs and the pool holds them all (fewer than 30), so each query is refused exactly its own.
+    assert all((~a).sum(axis=1).tolist() == [1] * len(a) for a in pools)
+
+
+def test_hdmatt_is_always_tiled_with_its_patch_size() -> None:
+    model = create_model("hdmatt", device="cpu")
+    trimap = np.full((500, 700), UNKNOWN, dtype=np.uint8)
+    default = plan(model, 500, 700, trimap, TileOptions(max_memory="100GB"))
+    assert default.grid is not None and (default.tile_size, default.overlap) == (320, 64)
+    assert all(t.window == (t.top, t.bottom, t.left, t.right) for t in default.grid.run)  # whole patches
+    chosen = plan(model, 500, 700, trimap, TileOptions(tile_size=480, overlap=32))
+    assert (chosen.tile_size, chosen.overlap) == (480, 32)
+
+
+def test_dim_loss_weighted_by_the_mask_matches_eq_4_by_hand() -> None:
+    target = torch.tensor([0.0, 1.0]).view(1, 1, 1, 2)
+    alpha = torch.tensor([0.5, 1.0]).view(1, 1, 1, 2)
+    foreground, background = torch.ones(1, 3, 1, 2), torch.zeros(1, 3, 1, 2)
+    image = target.expand(1, 3, 1, 2)
+    # Pixel 0: |alpha error| 0.5 and a composite off by 0.5 in each of three channels.
+    first = 0.5 * 0.5 + 0.5 * math.sqrt(3 * 0.25)
+    for weight, expected in (([1.0, 1.0], first / 2), ([1.0, 0.0], first), ([0.0, 3.0], 0.0)):
+        mask = torch.tensor(weight).view(1, 1, 1, 2)
+        loss = hdmatt_loss(alpha, target, image, foreground, background, mask)
+        assert loss.item() == pytest.approx(expected, abs=1e-5)
