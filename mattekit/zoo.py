@@ -677,6 +677,18 @@ def parameter_count(architecture: str) -> int | None:
     return count(model.net) if isinstance(model, NetworkModel) else None
 
 
+def flop_count(architecture: str) -> tuple[int, str] | None:
+    """FLOPs of the pass the architecture's paper reports its cost for, and what that pass is; None when the
+    model does not count them."""
+    from mattekit.models import create_model, get_model_info
+    from mattekit.models.network import NetworkModel
+
+    if not get_model_info(architecture).requirements.weights:
+        return None
+    model = create_model(architecture, device="cpu")
+    return model.flops() if isinstance(model, NetworkModel) else None
+
+
 @dataclass(frozen=True)
 class Check:
     """The result of re-hashing one cached file."""

@@ -73,6 +73,11 @@ def _parameters(architecture: str) -> str:
     return "none (weight-free)" if count is None else f"{count:,} (state_dict values)"
 
 
+def _flops(architecture: str) -> list[tuple[str, str]]:
+    counted = zoo.flop_count(architecture)
+    return [] if counted is None else [("FLOPs", f"{counted[0] / 1e9:.1f} G {counted[1]}")]
+
+
 def _architecture_rows(name: str) -> list[tuple[str, str]]:
     """An architecture of the registry that is not itself a catalogue name (``gca``, ``hop``)."""
     architectures = [model.name for model in registry.list_models()]
@@ -89,6 +94,7 @@ def _architecture_rows(name: str) -> list[tuple[str, str]]:
         ("architecture", info.name),
         ("summary", info.summary),
         ("parameters", _parameters(name)),
+        *_flops(name),
         ("needs", ", ".join(what for what, needed in needs_list if needed) or "the image only"),
         ("paper", info.paper),
         ("catalogue entries", ", ".join(entries) or "none"),
@@ -102,6 +108,7 @@ def _info_rows(entry: zoo.Entry) -> list[tuple[str, str]]:
         ("architecture", f"{entry.architecture} (variant {entry.variant})"),
         ("input", entry.input),
         ("parameters", _parameters(entry.architecture)),
+        *_flops(entry.architecture),
         ("licence", f"{entry.licence}: {entry.licence_note}" if entry.licence_note else entry.licence),
         ("paper", entry.paper),
         ("code", entry.code),

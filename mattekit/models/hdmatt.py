@@ -60,7 +60,7 @@ from mattekit.models import register_model
 from mattekit.models.backbones import ASPP, ResNetFeatures, create_backbone
 from mattekit.models.base import Requirements
 from mattekit.models.checkpoint import load_into, read_state_dict
-from mattekit.models.network import NetworkModel, normalize_images, one_hot_trimaps
+from mattekit.models.network import NetworkModel, count_flops, normalize_images, one_hot_trimaps
 from mattekit.trimap import UNKNOWN
 
 #: Patches are any size the engine tiles with; the network works on multiples of its output stride, and a
@@ -287,6 +287,7 @@ class HDMattNet(nn.Module):
         super().__init__()
         if k is not None and k < 1:
             raise MattekitError(f"hdmatt: k must be at least 1 or 'all', not {k}")
+        self.mode, self.k = cpc, k
         self.encoder = HDMattEncoder()
         self.cpc = (
             None if cpc == "none"
@@ -349,6 +350,24 @@ class HDMattModel(NetworkModel):
         super().__init__(net, REQUIREMENTS, device, half)
         self._pool_source: weakref.ref[np.ndarray] | None = None
         self._pool: Embedded | None = None
+
+    def flops(self) -> tuple[int, str]:
+        """One PATCH² query with its K context patches (Table 3's ``All``: the full pool of N = 30)."""
+        net: HDMattNet = self.net
+        count = POOL if net.k is None else net.k
+        with torch.device("meta"):
+            meta = HDMattNet(net.mode, net.k).eval()
+            query = torch.zeros(1, INPUT_CHANNELS, PATCH, PATCH)
+            candidates = torch.zeros(count, INPUT_CHANNELS, PATCH, PATCH)
+
+        def run() -> None:
+            if meta.cpc is None:
+                meta(query)
+            else:
+                meta(query, meta.embed_context(candidates), np.ones((1, count), dtype=bool))
+
+        what = "per 320² query patch" if net.cpc is None else f"per {PATCH}² query patch with K = {count}"
+        return count_flops(run), what + " (every patch through the encoder)"
 
     def infer(self, images: np.ndarray, trimaps: np.ndarray | None) -> np.ndarray:
         """A whole-image pass (``--tile off``): each image is its own only context patch."""

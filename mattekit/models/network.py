@@ -8,6 +8,7 @@ padding, cropping and known-region overwrite are the predictor's (:func:`matteki
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from mattekit.device import resolve_device
 from mattekit.errors import MattekitError
@@ -39,6 +41,14 @@ def parameter_count(module: nn.Module) -> int:
     u and v vectors included.
     """
     return sum(tensor.numel() for tensor in module.state_dict().values())
+
+
+def count_flops(run: Callable[[], object]) -> int:
+    """FLOPs of ``run()`` as torch's FlopCounterMode counts them: convolutions and matrix products (two per
+    multiply-add), not normalisation, activations or softmax."""
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        run()
+    return int(counter.get_total_flops())
 
 
 def normalize_images(images: np.ndarray) -> torch.Tensor:
@@ -89,6 +99,14 @@ class NetworkModel(MattingModel):
             return batch * linear
         cells = (height // self.attention_stride) * (width // self.attention_stride)
         return batch * (linear + ATTENTION_MAPS * 4 * cells * cells)
+
+    def flops(self) -> tuple[int, str] | None:
+        """FLOPs of the forward pass a paper reports its cost for, and what that pass is (None: not counted).
+
+        Count them with :func:`count_flops` on a copy of the network built on the meta device (no memory,
+        no compute).
+        """
+        return None
 
     def infer(self, images: np.ndarray, trimaps: np.ndarray | None) -> np.ndarray:
         if trimaps is None:
