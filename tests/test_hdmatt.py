@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
 from torch import Tensor, nn
 
+from mattekit.compose import estimate_foreground
 from mattekit.engine import TileContext, TileOptions, plan
+from mattekit.io import read_gray
 from mattekit.models import create_model
 from mattekit.models.hdmatt import (
     ContextPatchSampling,
@@ -23,6 +27,9 @@ from mattekit.models.hdmatt import (
     region_cells,
 )
 from mattekit.predictor import load_input, run_model
+from mattekit.train.data import Sample
+from mattekit.train.hdmatt import HDMattTask
+from mattekit.train.recipe import load_recipe
 from mattekit.trimap import UNKNOWN
 
 
@@ -189,3 +196,88 @@ def test_dim_loss_weighted_by_the_mask_matches_eq_4_by_hand() -> None:
         mask = torch.tensor(weight).view(1, 1, 1, 2)
         loss = hdmatt_loss(alpha, target, image, foreground, background, mask)
         assert loss.item() == pytest.approx(expected, abs=1e-5)
+
+
+# --- training ---------------------------------------------------------------------------------------------
+
+
+class Step:
+    """The trainer's StepContext reduced to what a CPU step needs: backward and one Adam step."""
+
+    def __init__(self, net: nn.Module, lr: float) -> None:
+        self.step = 0
+        self.models = {"generator": net}
+        self.device = torch.device("cpu")
+        self.optimizer = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=lr)
+
+    def autocast(self) -> contextlib.AbstractContextManager[object]:
+        return contextlib.nullcontext()
+
+    def optimize(self, name: str, loss: Tensor) -> None:
+        assert torch.isfinite(loss)
+        loss.backward()
+        self.optimizer.step()
+        self.optimizer.zero_grad()
+        self.step += 1
+
+
+def dev_samples(dev_dir: Path, names: tuple[str, ...], side: int) -> list[Sample]:
+    """Composition samples from the dev set: each photo's estimated foreground and ground-truth alpha over
+    the next photo as background, downscaled to ``side`` px, with the photo's Trimap1."""
+    def load(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        data = load_input(dev_dir / "input_training_lowres" / f"{name}.png",
+                          dev_dir / "trimap_training_lowres" / "Trimap1" / f"{name}.png")
+        alpha = read_gray(dev_dir / "gt_training_lowres" / f"{name}.png")
+        size = (side, round(side * alpha.shape[0] / alpha.shape[1]))
+        small = [cv2.resize(a, size, interpolation=cv2.INTER_AREA) for a in (data.image, alpha)]
+        return small[0], small[1], cv2.resize(data.trimap, size, interpolation=cv2.INTER_NEAREST)
+
+    loaded = [load(name) for name in names]
+    samples = []
+    for i, (image, alpha, trimap) in enumerate(loaded):
+        background = cv2.resize(loaded[(i + 1) % len(loaded)][0], image.shape[1::-1])
+        foreground = estimate_foreground(image, alpha)
+        samples.append(Sample(alpha=alpha, fg=foreground, bg=background, trimap=trimap))
+    return samples
+
+
+def test_hdmatt_recipe_is_the_papers() -> None:
+    recipe = load_recipe("hdmatt")
+    assert (recipe.lr, recipe.schedule, recipe.weight_decay, recipe.batch_size, recipe.steps) == (
+        5e-4, "cosine", 1e-4, 32, 200_000)
+    assert recipe.crop_size == 320 and recipe.options.crop_sides == (640, 480, 320)
+    assert (recipe.options.k, recipe.options.candidates, recipe.options.cpc) == (3, 8, "tgnl")
+    ablation = load_recipe("hdmatt", ["options.cpc=none", "options.k=1"])
+    assert HDMattTask(ablation).build_modules()["generator"].cpc is None
+
+
+def test_samples_hold_a_query_around_unknown_pixels_and_its_candidates(dev_dir: Path) -> None:
+    sizes = ["crop_size=64", "options.crop_sides=[128, 96, 64]", "options.candidates=5"]
+    recipe = load_recipe("hdmatt", sizes)
+    sample = dev_samples(dev_dir, ("GT01", "GT02"), 200)[0]
+    fields = HDMattTask(recipe).make_sample(sample, np.random.default_rng(3))
+    assert fields["image"].shape == fields["fg"].shape == fields["bg"].shape == (3, 64, 64)
+    assert fields["alpha"].shape == fields["trimap"].shape == (1, 64, 64)
+    assert fields["candidates"].shape == (5, 3, 64, 64)
+    assert fields["candidate_trimaps"].shape == (5, 1, 64, 64)
+    assert fields["trimap"][0, 32, 32] == UNKNOWN  # centred on an unknown pixel
+    # The composite is alpha F + (1 - alpha) B (up to the linear resize of each to the patch).
+    composite = fields["alpha"] * fields["fg"] + (1 - fields["alpha"]) * fields["bg"]
+    assert np.abs(composite - fields["image"]).mean() < 0.01
+
+
+def test_hdmatt_loss_falls_on_dev_data(dev_dir: Path) -> None:
+    """A few Adam steps on one batch of dev composites (32 px patches; the ResNet-34 trunk frozen at its
+    random initialisation to keep the CPU cost low: ASPP, CPC and decoder learn)."""
+    torch.manual_seed(0)
+    sizes = ["crop_size=32", "options.crop_sides=[64, 48, 32]", "options.candidates=3"]
+    task = HDMattTask(load_recipe("hdmatt", sizes))
+    net = task.build_modules()["generator"].train()
+    net.encoder.backbone.requires_grad_(False)
+    rng = np.random.default_rng(0)
+    fields = [task.make_sample(sample, rng) for sample in dev_samples(dev_dir, ("GT01", "GT02"), 160)]
+    batch = {name: torch.from_numpy(np.stack([f[name] for f in fields])) for name in fields[0]}
+    ctx = Step(net, task.recipe.lr)
+    losses = [task.training_step(batch, ctx)["loss"].item() for _ in range(6)]
+    assert all(math.isfinite(loss) for loss in losses)
+    assert losses[-1] < 0.75 * losses[0], losses

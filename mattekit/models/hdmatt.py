@@ -30,9 +30,10 @@ Choices the paper leaves open (REC = the NOTES.md §4 recommendation, taken as i
   own context, so the non-local step runs within the patch (ours).
 - Patches: 320 px with a 64 px overlap (256 px stride), reflect-padded beyond the image border; blending
   weight 1 + distance to the nearest patch edge (the engine's, :mod:`mattekit.engine.tiling`).  REC.
-- Training: see :func:`sample_training_patches` and :func:`hdmatt_loss` (per query, N = 8 random context
-  crops of the query's size from the same composite, top-3 chosen under ``no_grad``; loss DIM's, on the
-  unknown pixels times the blending mask).  REC.
+- Training (:mod:`mattekit.train.hdmatt`): per query, N = 8 random context crops of the query's size from
+  the same composite (:func:`sample_training_patches`), the top 3 chosen under ``no_grad`` and encoded
+  again with gradients (:meth:`HDMattNet.forward`); DIM's loss on the unknown pixels times the blending
+  mask (:func:`hdmatt_loss`).  REC.
 - Table 3's ablations are constructor switches: ``cpc="none"`` (model A), ``cpc="nonlocal"`` (model B: a
   plain non-local block on the whole query and context, ours: 128 output channels), ``k=1``, and
   ``k="all"`` (every candidate as context).
@@ -41,7 +42,7 @@ Choices the paper leaves open (REC = the NOTES.md §4 recommendation, taken as i
 from __future__ import annotations
 
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -83,6 +84,13 @@ VALUE_CHANNELS = 128
 INPUT_CHANNELS = 6
 #: Patches encoded in one pass when the pool is encoded (bounds the encoder's peak memory).
 POOL_CHUNK = 4
+#: Peak memory of one engine call per pixel of a patch, measured on the CPU at 320² as the growth of the
+#: peak resident memory (benchmarks/hdmatt.py memory; pools of 4 and 8, batches of 1 and 4): encoding the
+#: pool (chunks of POOL_CHUNK) with first-call buffers 2.8 KB, keeping each pool patch's embedding 20 B,
+#: each query patch 0.85 KB.
+POOL_ENCODING_BYTES_PER_PIXEL = 2800
+POOL_PATCH_BYTES_PER_PIXEL = 20
+QUERY_BYTES_PER_PIXEL = 850
 
 CPCMode = Literal["tgnl", "nonlocal", "none"]
 
@@ -309,16 +317,19 @@ class HDMattNet(nn.Module):
     def forward(self, query: Tensor, pool: Embedded | None = None, allowed: np.ndarray | None = None,
                 candidates: Tensor | None = None) -> Tensor:
         """Alpha (B, 1, H, W) of query patches (B, 6, H, W), each matted with its top K of the ``allowed``
-        (B, N) candidates of the embedded ``pool``.
+        (B, N) candidates.
 
-        At inference the pool is encoded once per image.  In training, ``pool`` is the raw ``candidates``
-        (N, 6, H, W) embedded under ``no_grad`` for the choice only; the chosen patches are then encoded
-        again with gradients (REC: theta and phi learn through Eq. 3 alone).
+        At inference the candidates come as an embedded ``pool``, encoded once per image.  In training they
+        come raw (``candidates``, (N, 6, H, W)): they are embedded under ``no_grad`` for the choice only,
+        and the chosen ones are encoded again with gradients (REC: theta and phi learn through Eq. 3).
         """
         features, aspp, regions = self.encode(query)
         if self.cpc is None:
             return self.decoder(aspp, features, query.shape[-2:])
-        assert pool is not None and allowed is not None, "CPC needs a pool of candidates"
+        assert allowed is not None and (pool is not None or candidates is not None), "CPC needs candidates"
+        if pool is None:
+            with torch.no_grad():
+                pool = self.embed_context(candidates)
         embedded = self.cpc.embed_query(aspp, regions)
         chosen = self.cpc.select(embedded, pool, allowed)
         if candidates is None:
@@ -350,6 +361,12 @@ class HDMattModel(NetworkModel):
         super().__init__(net, REQUIREMENTS, device, half)
         self._pool_source: weakref.ref[np.ndarray] | None = None
         self._pool: Embedded | None = None
+
+    def estimate_memory(self, height: int, width: int, batch: int = 1) -> int:
+        """Peak bytes of one :meth:`infer_context` call on ``batch`` patches with a full pool (measured)."""
+        per_pixel = (POOL_ENCODING_BYTES_PER_PIXEL + POOL * POOL_PATCH_BYTES_PER_PIXEL
+                     + batch * QUERY_BYTES_PER_PIXEL)
+        return height * width * per_pixel
 
     def flops(self) -> tuple[int, str]:
         """One PATCH² query with its K context patches (Table 3's ``All``: the full pool of N = 30)."""
@@ -450,41 +467,27 @@ def hdmatt_loss(
     return (per_pixel * weight).sum() / weight.sum().clamp_min(1.0)
 
 
-@dataclass(frozen=True)
-class TrainingPatches:
-    """One query patch with everything its loss needs, and its context candidates, all PATCH x PATCH.
-
-    ``image``, ``foreground``, ``background`` float32 (P, P, 3); ``alpha`` float32 (P, P); ``trimap`` uint8
-    (P, P); ``candidates`` float32 (N, P, P, 3) and ``candidate_trimaps`` uint8 (N, P, P).
-    """
-
-    image: np.ndarray
-    alpha: np.ndarray
-    foreground: np.ndarray
-    background: np.ndarray
-    trimap: np.ndarray
-    candidates: np.ndarray
-    candidate_trimaps: np.ndarray
-
-
 def _crop(array: np.ndarray, top: int, left: int, side: int, patch: int, nearest: bool) -> np.ndarray:
     """A ``side`` square at (top, left), reflected beyond the border, resized to ``patch``."""
     crop = gather(array, (top, top + side, left, left + side), Requirements())
     if side == patch:
         return crop
-    return cv2.resize(crop, (patch, patch), interpolation=cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR)
+    method = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
+    return np.ascontiguousarray(cv2.resize(crop, (patch, patch), interpolation=method))
 
 
 def sample_training_patches(
-    image: np.ndarray, alpha: np.ndarray, foreground: np.ndarray, background: np.ndarray,
-    trimap: np.ndarray, rng: np.random.Generator, patch: int = PATCH,
+    image: np.ndarray, trimap: np.ndarray, rng: np.random.Generator, patch: int = PATCH,
     sides: Sequence[int] = CROP_SIDES, candidates: int = CANDIDATES,
-) -> TrainingPatches:
+    extra: Mapping[str, np.ndarray] | None = None,
+) -> dict[str, np.ndarray]:
     """A query patch and its context candidates from one composite ("Dataset"; NOTES.md §4 REC).
 
-    The query is a square of a random side from ``sides``, centred on a random unknown pixel; the
-    ``candidates`` are squares of the same side at random places of the same composite.  All are resized
-    to ``patch``.  Flips and rotations belong to the composite's augmentation, before this.
+    The query is a square of a random side from ``sides`` centred on a random unknown pixel; the
+    ``candidates`` are squares of the same side at random places of the same composite; all are resized to
+    ``patch`` (trimaps by nearest neighbour).  Returns ``image`` (P, P, 3), ``trimap`` (P, P), each array
+    of ``extra`` (alpha, foreground, background) cut like the query, and unless ``candidates`` is 0,
+    ``candidates`` (N, P, P, 3) and ``candidate_trimaps`` (N, P, P).
     """
     side = int(rng.choice(sides))
     height, width = trimap.shape
@@ -494,44 +497,20 @@ def sample_training_patches(
         top, left = int(ys[pick]) - side // 2, int(xs[pick]) - side // 2
     else:
         top, left = int(rng.integers(max(height - side, 0) + 1)), int(rng.integers(max(width - side, 0) + 1))
-
-    def crop(array: np.ndarray, y: int, x: int, nearest: bool = False) -> np.ndarray:
-        return _crop(array, y, x, side, patch, nearest)
-
     places = [
         (int(rng.integers(max(height - side, 0) + 1)), int(rng.integers(max(width - side, 0) + 1)))
         for _ in range(candidates)
     ]
-    return TrainingPatches(
-        crop(image, top, left), crop(alpha, top, left), crop(foreground, top, left),
-        crop(background, top, left), crop(trimap, top, left, nearest=True),
-        np.stack([crop(image, y, x) for y, x in places]),
-        np.stack([crop(trimap, y, x, nearest=True) for y, x in places]),
-    )
-
-
-def training_loss(net: HDMattNet, batch: Sequence[TrainingPatches], device: torch.device) -> Tensor:
-    """The loss of one batch: each query chooses its top K among its own candidates (REC)."""
-    images = np.stack([p.image for p in batch])
-    trimaps = np.stack([p.trimap for p in batch])
-    query = network_input(images, trimaps, device)
-    pool, allowed, candidates = None, None, None
-    if net.cpc is not None:
-        count = len(batch[0].candidates)
-        candidates = network_input(np.concatenate([p.candidates for p in batch]),
-                                   np.concatenate([p.candidate_trimaps for p in batch]), device)
-        with torch.no_grad():
-            pool = net.embed_context(candidates)
-        allowed = np.kron(np.eye(len(batch), dtype=bool), np.ones((1, count), dtype=bool))
-    alpha = net(query, pool, allowed, candidates)
-
-    def tensor(name: str) -> Tensor:
-        array = np.stack([getattr(p, name) for p in batch])
-        return torch.from_numpy(array[..., None] if array.ndim == 3 else array).permute(0, 3, 1, 2).to(device)
-
-    weight = torch.from_numpy((trimaps == UNKNOWN) * blending_mask(images.shape[1]))[:, None].to(device)
-    return hdmatt_loss(alpha, tensor("alpha"), tensor("image"), tensor("foreground"), tensor("background"),
-                       weight)
+    out = {
+        "image": _crop(image, top, left, side, patch, nearest=False),
+        "trimap": _crop(trimap, top, left, side, patch, nearest=True),
+    }
+    if places:
+        out["candidates"] = np.stack([_crop(image, y, x, side, patch, False) for y, x in places])
+        out["candidate_trimaps"] = np.stack([_crop(trimap, y, x, side, patch, True) for y, x in places])
+    for name, array in (extra or {}).items():
+        out[name] = _crop(array, top, left, side, patch, nearest=False)
+    return out
 
 
 @register_model(

@@ -50,7 +50,7 @@ __all__ = [
 ]
 
 # Modules that register tasks when imported (one per architecture, like mattekit.models._MODEL_MODULES).
-_TASK_MODULES = ("mattekit.train.gca", "mattekit.train.hop")
+_TASK_MODULES = ("mattekit.train.gca", "mattekit.train.hdmatt", "mattekit.train.hop")
 
 
 @dataclass(frozen=True)
