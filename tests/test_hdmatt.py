@@ -19,6 +19,7 @@ from mattekit.models import create_model
 from mattekit.models.hdmatt import (
     ContextPatchSampling,
     Embedded,
+    HDMattEncoder,
     HDMattModel,
     HDMattNet,
     TrimapGuidedNonLocal,
@@ -26,6 +27,7 @@ from mattekit.models.hdmatt import (
     network_input,
     region_cells,
 )
+from mattekit.models.network import count_flops
 from mattekit.predictor import load_input, run_model
 from mattekit.train.data import Sample
 from mattekit.train.hdmatt import HDMattTask
@@ -278,6 +280,26 @@ def test_hdmatt_loss_falls_on_dev_data(dev_dir: Path) -> None:
     fields = [task.make_sample(sample, rng) for sample in dev_samples(dev_dir, ("GT01", "GT02"), 160)]
     batch = {name: torch.from_numpy(np.stack([f[name] for f in fields])) for name in fields[0]}
     ctx = Step(net, task.recipe.lr)
-    losses = [task.training_step(batch, ctx)["loss"].item() for _ in range(6)]
+    losses = [task.training_step(batch, ctx)["loss"].item() for _ in range(4)]
     assert all(math.isfinite(loss) for loss in losses)
     assert losses[-1] < 0.75 * losses[0], losses
+
+
+def test_flops_add_up_to_the_context_patches_and_the_cpc_by_hand() -> None:
+    """The figure `models info` reports, against model A (no CPC) plus the CPC's products counted by hand."""
+    full, what = create_model("hdmatt", device="cpu").flops()
+    without = create_model("hdmatt", device="cpu", cpc="none").flops()[0]
+    with torch.device("meta"):
+        encoder, patch = HDMattEncoder().eval(), torch.zeros(1, 6, 320, 320)
+    encode = count_flops(lambda: encoder(patch))
+    cells, k = 40 * 40, 3
+    by_hand = (
+        k * encode  # the context patches through the encoder
+        + 2 * cells * 256 * (64 + 128) * (1 + k)  # theta or phi, and delta, on the query and each context
+        + 2 * 64 * k  # Eq. 1 on the spatial sums
+        + 2 * cells * 64 * k * cells  # TGNL logits, shared by the three regions
+        + 3 * 2 * 128 * k * cells * cells  # TGNL propagation, per region
+        + 2 * cells * 9 * 256 * (384 - 256)  # the decoder's first conv takes [f_U, f_F, f_B] instead of ASPP
+    )
+    assert full - without == by_hand
+    assert "K = 3" in what and 300e9 < full < 400e9
