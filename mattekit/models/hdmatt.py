@@ -10,12 +10,13 @@ and the choices of NOTES.md §4 where the paper is silent.
 Choices the paper leaves open (REC = the NOTES.md §4 recommendation, taken as is unless said otherwise):
 
 - Input: ImageNet-normalised RGB plus the one-hot trimap (background, unknown, foreground), 6 channels,
-  as every trimap network here (:mod:`mattekit.models.network`).  REC.  The extra ``conv1`` channels are
-  zero when ImageNet weights are mapped in (:func:`map_imagenet_resnet34`); from scratch all six are
-  random.
-- Encoder: ResNet-34 in torchvision's layout (so ImageNet ResNet-34 checkpoints map in by name), layer3
-  and layer4 dilated 2 and 4 instead of strided (DeepLabv3, output stride 8), then DeepLabv3 ASPP with 256
-  channels at rates 12 / 24 / 36 (DeepLabv3's rates for output stride 8).  REC.
+  as every trimap network here (:mod:`mattekit.models.network`).  REC.  The trimap channels of ``conv1``
+  start at zero when ImageNet weights are mapped in (``backbone_weights`` of the recipe,
+  :func:`mattekit.models.backbones.adapt_state_dict`); from scratch all six are random.
+- Encoder: the shared ResNet-34 of :mod:`mattekit.models.backbones` (torchvision layout, so ImageNet
+  ResNet-34 checkpoints load by name), layer3 and layer4 dilated 2 and 4 instead of strided (DeepLabv3,
+  output stride 8), then its DeepLabv3 ASPP with 256 channels at rates 12 / 24 / 36 (DeepLabv3's rates for
+  output stride 8).  REC.
 - Decoder: ResNet-34 has a single max-pool, so the decoder unpools once, with that pool's indices
   (1/4 to 1/2), upsamples bilinearly at 1/8 to 1/4 and 1/2 to 1, and takes skips from the stem (1/2),
   layer1 (1/4) and layer2 (1/8).  REC.  Each stage is two 3x3 conv-BN-ReLU; the head is a 3x3 conv and a
@@ -34,9 +35,9 @@ Choices the paper leaves open (REC = the NOTES.md §4 recommendation, taken as i
   the same composite (:func:`sample_training_patches`), the top 3 chosen under ``no_grad`` and encoded
   again with gradients (:meth:`HDMattNet.forward`); DIM's loss on the unknown pixels times the blending
   mask (:func:`hdmatt_loss`).  REC.
-- Table 3's ablations are constructor switches: ``cpc="none"`` (model A), ``cpc="nonlocal"`` (model B: a
-  plain non-local block on the whole query and context, ours: 128 output channels), ``k=1``, and
-  ``k="all"`` (every candidate as context).
+- Table 3's ablations are factory switches (and recipe ``[options]``): ``cpc="none"`` (model A),
+  ``cpc="nonlocal"`` (model B: a plain non-local block on the whole query and context, ours: 128 output
+  channels), ``k=1``, and ``k="all"`` (every candidate as context).
 """
 
 from __future__ import annotations
@@ -64,9 +65,8 @@ from mattekit.models.checkpoint import load_into, read_state_dict
 from mattekit.models.network import NetworkModel, count_flops, normalize_images, one_hot_trimaps
 from mattekit.trimap import UNKNOWN
 
-#: Patches are any size the engine tiles with; the network works on multiples of its output stride, and a
-#: patch smaller than 320 px (an image smaller than one patch) is reflect-padded up to it ("Patch Cropping
-#: and Stitching").
+#: The engine tiles in PATCH px patches; the network takes multiples of its output stride, and a patch of
+#: an image smaller than PATCH is reflect-padded up to it ("Patch Cropping and Stitching").
 PATCH = 320
 STRIDE = 8
 REQUIREMENTS = Requirements(trimap=True, weights=True, pad_multiple=STRIDE, min_size=PATCH)
@@ -85,9 +85,9 @@ INPUT_CHANNELS = 6
 #: Patches encoded in one pass when the pool is encoded (bounds the encoder's peak memory).
 POOL_CHUNK = 4
 #: Peak memory of one engine call per pixel of a patch, measured on the CPU at 320² as the growth of the
-#: peak resident memory (benchmarks/hdmatt.py memory; pools of 4 and 8, batches of 1 and 4): encoding the
-#: pool (chunks of POOL_CHUNK) with first-call buffers 2.8 KB, keeping each pool patch's embedding 20 B,
-#: each query patch 0.85 KB.
+#: peak resident memory (benchmarks/hdmatt.py memory; pools of 4 and 8, batches of 1 and 4; checked at
+#: pool 30, batch 4: 569 MB measured, 696 MB estimated): encoding the pool (chunks of POOL_CHUNK) with
+#: first-call buffers 2.8 KB, keeping each pool patch's embedding 20 B, each query patch 0.85 KB.
 POOL_ENCODING_BYTES_PER_PIXEL = 2800
 POOL_PATCH_BYTES_PER_PIXEL = 20
 QUERY_BYTES_PER_PIXEL = 850
@@ -405,7 +405,7 @@ class HDMattModel(NetworkModel):
             has_other = allowed.any(axis=1)
             alpha = torch.empty(query.shape[0], 1, *query.shape[-2:], device=self.device)
             if has_other.any():
-                rows = torch.from_numpy(np.flatnonzero(has_other))
+                rows = torch.from_numpy(np.flatnonzero(has_other)).to(self.device)
                 alpha[rows] = net(query[rows], self._embedded_pool(context), allowed[has_other]).float()
             for b in np.flatnonzero(~has_other):  # no other patch: the query is its own context
                 own = query[b : b + 1]
