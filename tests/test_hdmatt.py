@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from mattekit.compose import estimate_foreground
 from mattekit.engine import TileContext, TileOptions, plan
+from mattekit.errors import MattekitError
 from mattekit.io import read_gray
 from mattekit.models import create_model
 from mattekit.models.hdmatt import (
@@ -185,6 +186,11 @@ def test_hdmatt_is_always_tiled_with_its_patch_size() -> None:
     assert all(t.window == (t.top, t.bottom, t.left, t.right) for t in default.grid.run)  # whole patches
     chosen = plan(model, 500, 700, trimap, TileOptions(tile_size=480, overlap=32))
     assert (chosen.tile_size, chosen.overlap) == (480, 32)
+    # A tight budget takes fewer patches per call, never smaller ones; too tight is a one-line error.
+    tight = plan(model, 500, 700, trimap, TileOptions(max_memory="500MB"))
+    assert tight.tile_size == 320 and tight.batch < default.batch and tight.estimated_peak <= 500e6
+    with pytest.raises(MattekitError, match="320 px"):
+        plan(model, 500, 700, trimap, TileOptions(max_memory="100MB"))
 
 
 def test_dim_loss_weighted_by_the_mask_matches_eq_4_by_hand() -> None:
