@@ -493,6 +493,8 @@ def _how_to_get(entry: Entry) -> str:
             f"get the official {entry.upstream.file} ({entry.upstream.url}) and run "
             f"`mattekit models import {entry.name} {entry.upstream.file}`"
         )
+    if not steps:
+        steps.append("no such file exists anywhere: train one (`mattekit train`) and pass --weights FILE")
     return " or ".join(steps)
 
 
@@ -686,7 +688,9 @@ def flop_count(architecture: str) -> tuple[int, str] | None:
     if not get_model_info(architecture).requirements.weights:
         return None
     model = create_model(architecture, device="cpu")
-    return model.flops() if isinstance(model, NetworkModel) else None
+    if not isinstance(model, NetworkModel) or model.flops_note is None:
+        return None
+    return model.flops(), model.flops_note
 
 
 @dataclass(frozen=True)

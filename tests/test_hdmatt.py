@@ -293,8 +293,9 @@ def test_hdmatt_loss_falls_on_dev_data(dev_dir: Path) -> None:
 
 def test_flops_add_up_to_the_context_patches_and_the_cpc_by_hand() -> None:
     """The figure `models info` reports, against model A (no CPC) plus the CPC's products counted by hand."""
-    full, what = create_model("hdmatt", device="cpu").flops()
-    without = create_model("hdmatt", device="cpu", cpc="none").flops()[0]
+    model = create_model("hdmatt", device="cpu")
+    full, what = model.flops(), model.flops_note
+    without = create_model("hdmatt", device="cpu", cpc="none").flops()
     with torch.device("meta"):
         encoder, patch = HDMattEncoder().eval(), torch.zeros(1, 6, 320, 320)
     encode = count_flops(lambda: encoder(patch))

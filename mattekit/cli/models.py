@@ -117,7 +117,8 @@ def _info_rows(entry: zoo.Entry) -> list[tuple[str, str]]:
         hub = entry.weights.hub
         rows.append(("zoo file", entry.weights.file))
         if hub is None:
-            rows.append(("hub", "not published yet: import the upstream checkpoint"))
+            upstream = "import the upstream checkpoint" if entry.upstream else "no upstream checkpoint exists"
+            rows.append(("hub", f"not published yet: {upstream}"))
         else:
             rows += [("hub", f"{hub.repo} @ {hub.revision}"), ("sha256", hub.sha256),
                      ("size", f"{hub.size:,} bytes")]

@@ -368,14 +368,17 @@ class HDMattModel(NetworkModel):
                      + batch * QUERY_BYTES_PER_PIXEL)
         return height * width * per_pixel
 
-    def flops(self) -> tuple[int, str]:
-        """One PATCH² query with its K context patches (Table 3's ``All``: the full pool of N = 30)."""
+    flops_note = f"per {PATCH}² query patch with its K = {TOP_K} context patches, all through the encoder"
+
+    def flops(self, height: int = PATCH, width: int = PATCH) -> int:
+        """One ``height`` x ``width`` query patch with its K context patches (Table 3's "All": the whole
+        pool of N = 30), counted on the meta device (no memory, no arithmetic)."""
         net: HDMattNet = self.net
         count = POOL if net.k is None else net.k
         with torch.device("meta"):
             meta = HDMattNet(net.mode, net.k).eval()
-            query = torch.zeros(1, INPUT_CHANNELS, PATCH, PATCH)
-            candidates = torch.zeros(count, INPUT_CHANNELS, PATCH, PATCH)
+            query = torch.zeros(1, INPUT_CHANNELS, height, width)
+            candidates = torch.zeros(count, INPUT_CHANNELS, height, width)
 
         def run() -> None:
             if meta.cpc is None:
@@ -383,8 +386,7 @@ class HDMattModel(NetworkModel):
             else:
                 meta(query, meta.embed_context(candidates), np.ones((1, count), dtype=bool))
 
-        what = "per 320² query patch" if net.cpc is None else f"per {PATCH}² query patch with K = {count}"
-        return count_flops(run), what + " (every patch through the encoder)"
+        return count_flops(run)
 
     def infer(self, images: np.ndarray, trimaps: np.ndarray | None) -> np.ndarray:
         """A whole-image pass (``--tile off``): each image is its own only context patch."""

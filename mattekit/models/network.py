@@ -100,13 +100,12 @@ class NetworkModel(MattingModel):
         cells = (height // self.attention_stride) * (width // self.attention_stride)
         return batch * (linear + ATTENTION_MAPS * 4 * cells * cells)
 
-    def flops(self) -> tuple[int, str] | None:
-        """FLOPs of the forward pass a paper reports its cost for, and what that pass is (None: not counted).
+    #: What :meth:`flops` counts, in words for ``mattekit models info``; None when the network does not count.
+    flops_note: str | None = None
 
-        Count them with :func:`count_flops` on a copy of the network built on the meta device (no memory,
-        no compute).
-        """
-        return None
+    def flops(self, height: int = 512, width: int = 512) -> int:
+        """FLOPs of one forward pass on a ``height`` x ``width`` input (see :func:`count_flops`)."""
+        raise NotImplementedError(f"{type(self).__name__} does not count its FLOPs")
 
     def infer(self, images: np.ndarray, trimaps: np.ndarray | None) -> np.ndarray:
         if trimaps is None:
