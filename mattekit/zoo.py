@@ -686,16 +686,17 @@ def _converted_state_dict(entry: Entry, source: Path) -> dict[str, Any]:
 @dataclass(frozen=True)
 class NetworkSize:
     """What a network architecture weighs: its state_dict values (as the official code counts them) and
-    the FLOPs of one forward pass on a ``side`` x ``side`` image."""
+    the FLOPs of one forward pass on a ``side`` x ``side`` image (``note``: what else that pass holds)."""
 
     parameters: int
     flops: int
     side: int
+    note: str
 
 
-def network_size(architecture: str, side: int = 512) -> NetworkSize | None:
-    """The size of a registered network architecture (built with random init); None for a weight-free
-    method."""
+def network_size(architecture: str) -> NetworkSize | None:
+    """The size of a registered network architecture (built with random init), its FLOPs counted at the
+    input size its paper reports them for; None for a weight-free method."""
     from mattekit.models import create_model, get_model_info
     from mattekit.models.network import NetworkModel
     from mattekit.models.network import parameter_count as count
@@ -705,7 +706,8 @@ def network_size(architecture: str, side: int = 512) -> NetworkSize | None:
     model = create_model(architecture, device="cpu")
     if not isinstance(model, NetworkModel):
         return None
-    return NetworkSize(count(model.net), model.flops(side, side), side)
+    side = model.flops_side
+    return NetworkSize(count(model.net), model.flops(side, side), side, model.flops_note)
 
 
 @dataclass(frozen=True)

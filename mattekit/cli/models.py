@@ -76,9 +76,10 @@ def _size_rows(architecture: str) -> list[tuple[str, str]]:
     size = zoo.network_size(architecture)
     if size is None:
         return [("parameters", "none (weight-free)")]
+    note = f"; {size.note}" if size.note else ""
     return [
         ("parameters", f"{size.parameters:,} (state_dict values)"),
-        (f"FLOPs at {size.side}²", f"{size.flops / 1e9:,.1f} G (FlopCounterMode: 2 per multiply-add)"),
+        (f"FLOPs at {size.side}²", f"{size.flops / 1e9:,.1f} G (FlopCounterMode: 2 per multiply-add){note}"),
     ]
 
 

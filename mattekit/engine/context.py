@@ -20,9 +20,14 @@ class ContextRequest:
 
     ``pool`` caps the number of candidate patches (HDMatt's N).  Candidates are tiles of the running plan
     that contain unknown pixels, spread evenly over the image when there are more than ``pool``.
+    ``tile_size`` and ``overlap`` are the patch size the model was trained for and the overlap it blends
+    with; the engine tiles with them unless the user sets others, and never shrinks the tile to save
+    memory (only the batch).
     """
 
     pool: int = 30
+    tile_size: int = 320
+    overlap: int = 64
 
 
 @dataclass(frozen=True)

@@ -166,10 +166,18 @@ def plan(
     if options.tile == "off" or (not tile_wanted and whole <= budget):
         return Plan(height, width, device, budget, whole, padded_height * padded_width)
 
-    # What the user fixed is kept; the rest shrinks (tile size, then batch) until one batch fits.
-    sizes = [options.tile_size] if options.tile_size is not None else _shrinking(options.overlap)
+    # What the user fixed is kept; the rest shrinks (tile size, then batch) until one batch fits.  A
+    # context model's patches keep the size it was trained for.
+    context = model.context
+    if options.tile_size is not None:
+        sizes = [options.tile_size]
+    else:
+        sizes = [context.tile_size] if context is not None else _shrinking(options.overlap)
     for size in sizes:
-        overlap = min(DEFAULT_OVERLAP, size // 4) if options.overlap is None else options.overlap
+        if options.overlap is not None:
+            overlap = options.overlap
+        else:
+            overlap = min(DEFAULT_OVERLAP, size // 4) if context is None else min(context.overlap, size - 1)
         # Windows shrink to the unknown pixels plus an overlap of context, except for context models,
         # which compare whole patches of one size (HDMatt's patches are all 320 px).
         margin = overlap if model.context is None else None

@@ -33,6 +33,7 @@ _MODEL_MODULES = (
     "mattekit.models.classical",
     "mattekit.models.gca",
     "mattekit.models.hattmatting",
+    "mattekit.models.hdmatt",
     "mattekit.models.hop",
 )
 

@@ -8,6 +8,7 @@ padding, cropping and known-region overwrite are the predictor's (:func:`matteki
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
@@ -41,6 +42,14 @@ def parameter_count(module: nn.Module) -> int:
     u and v vectors included.
     """
     return sum(tensor.numel() for tensor in module.state_dict().values())
+
+
+def count_flops(run: Callable[[], object]) -> int:
+    """FLOPs of ``run()`` as torch's FlopCounterMode counts them: convolutions and matrix products (two per
+    multiply-add), not normalisation, activations or softmax."""
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        run()
+    return int(counter.get_total_flops())
 
 
 def normalize_images(images: np.ndarray) -> torch.Tensor:
@@ -100,6 +109,11 @@ class NetworkModel(MattingModel):
             return batch * linear
         cells = (height // self.attention_stride) * (width // self.attention_stride)
         return batch * (linear + ATTENTION_MAPS * 4 * cells * cells)
+
+    #: The input side ``mattekit models info`` counts :meth:`flops` at (the size the paper reports its cost
+    #: for), and what that pass holds besides one forward of the network, in words.
+    flops_side: int = 512
+    flops_note: str = ""
 
     def infer(self, images: np.ndarray, trimaps: np.ndarray | None) -> np.ndarray:
         if trimaps is None and self.requirements.trimap:

@@ -50,7 +50,9 @@ __all__ = [
 ]
 
 # Modules that register tasks when imported (one per architecture, like mattekit.models._MODEL_MODULES).
-_TASK_MODULES = ("mattekit.train.gca", "mattekit.train.hattmatting", "mattekit.train.hop")
+_TASK_MODULES = (
+    "mattekit.train.gca", "mattekit.train.hattmatting", "mattekit.train.hdmatt", "mattekit.train.hop",
+)
 
 
 @dataclass(frozen=True)
