@@ -8,6 +8,7 @@ from types import FrameType
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from typer.exceptions import TyperException
 
 from mattekit.errors import MattekitError
@@ -40,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = app(args=argv, standalone_mode=False)
     except MattekitError as err:
-        err_console.print(f"[bold red]error:[/] {err}", soft_wrap=True)
+        # escaped: a message may hold brackets (pip extras, paths) that rich would take for markup
+        err_console.print(f"[bold red]error:[/] {escape(str(err))}", soft_wrap=True)
         return 2
     except TyperException as err:  # usage errors (typer bundles click's): usage, then one "Error:" line
         err.show()
