@@ -376,12 +376,17 @@ def predict_and_score(
     region: str = "unknown",
     max_pixels: int = DEFAULT_MAX_PIXELS,
     on_row: Callable[[Row], None] | None = None,
+    image_only: bool = False,
 ) -> tuple[list[Row], str]:
     """Run ``model`` on every case and score the 8-bit matte ``mattekit predict`` would write for it.
 
-    Returns the rows and how memory was measured.  ``seconds`` and ``peak_mb`` cover decoding the input
-    and predicting, not scoring.
+    ``image_only`` runs a trimap-free model on the image alone (the trimap then only picks the scored
+    region), as trimap-free papers evaluate; otherwise the trimap goes to the model and fixes the known
+    regions.  Returns the rows and how memory was measured.  ``seconds`` and ``peak_mb`` cover decoding
+    the input and predicting, not scoring.
     """
+    if image_only and model.requirements.trimap:
+        raise MattekitError("--image-only: this model needs a trimap")
     meter = _PeakMemory(str(getattr(model, "device", "cpu")))
     rows = []
     for case in cases:
@@ -389,12 +394,13 @@ def predict_and_score(
             raise ValueError(f"{case.name}: no input image to predict from")
         meter.start()
         begin = time.perf_counter()
-        data = load_input(case.image, case.trimap, max_pixels)
+        data = load_input(case.image, None if image_only else case.trimap, max_pixels)
         alpha = run_model(model, data)
         seconds = time.perf_counter() - begin
         peak = meter.peak_mb()
         gt = read_alpha(case.gt, max_pixels)
-        row = Row(case, score(to_uint8(alpha), gt, data.trimap, region, name=str(case.gt)), seconds, peak)
+        trimap = read_scoring_trimap(case.trimap, max_pixels) if image_only else data.trimap
+        row = Row(case, score(to_uint8(alpha), gt, trimap, region, name=str(case.gt)), seconds, peak)
         rows.append(row)
         if on_row is not None:
             on_row(row)
@@ -434,14 +440,17 @@ def evaluate_model(
     region: str = "unknown",
     max_pixels: int = DEFAULT_MAX_PIXELS,
     on_row: Callable[[Row], None] | None = None,
+    image_only: bool = False,
 ) -> Report:
-    """Predict every case of ``dataset`` (from :func:`find_cases`) with ``model`` and score the results."""
+    """Predict every case of ``dataset`` (from :func:`find_cases`) with ``model`` and score the results;
+    ``image_only``: see :func:`predict_and_score`."""
     conventions = _conventions(region, dataset.trimaps)
     _require_cases(dataset)
-    rows, memory = predict_and_score(dataset.cases, model, region, max_pixels, on_row)
+    rows, memory = predict_and_score(dataset.cases, model, region, max_pixels, on_row, image_only)
     conventions |= {
         "layout": dataset.layout,
         "model": model_name,
+        "model input": "the image alone (no trimap)" if image_only else "the image and its trimap",
         "seconds": "per image: decoding the input and predicting (scoring excluded)",
         "memory": f"per image: {memory}",
     }

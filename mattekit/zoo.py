@@ -664,17 +664,30 @@ def _converted_state_dict(entry: Entry, source: Path) -> dict[str, Any]:
 # Inspection
 
 
-def parameter_count(architecture: str) -> int | None:
-    """Values in the state_dict of a registered architecture (built with random init), as the official
-    code counts them; None for a weight-free method."""
+@dataclass(frozen=True)
+class NetworkSize:
+    """What a network architecture weighs: its state_dict values (as the official code counts them) and
+    the FLOPs of one forward pass on a ``side`` x ``side`` image."""
+
+    parameters: int
+    flops: int
+    side: int
+
+
+def network_size(architecture: str, side: int = 512) -> NetworkSize | None:
+    """The size of a registered network architecture (built with random init); None for a weight-free
+    method."""
     from mattekit.models import create_model, get_model_info
-    from mattekit.models.network import NetworkModel
+    from mattekit.models.network import NetworkModel, forward_flops
     from mattekit.models.network import parameter_count as count
 
-    if not get_model_info(architecture).requirements.weights:
+    requirements = get_model_info(architecture).requirements
+    if not requirements.weights:
         return None
     model = create_model(architecture, device="cpu")
-    return count(model.net) if isinstance(model, NetworkModel) else None
+    if not isinstance(model, NetworkModel):
+        return None
+    return NetworkSize(count(model.net), forward_flops(model.net, requirements.trimap, side, side), side)
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,14 @@ def eval_command(
     region: Annotated[
         str, typer.Option(help="Pixels scored: unknown (trimap == 128, as the official code) or full.")
     ] = "unknown",
+    image_only: Annotated[
+        bool,
+        typer.Option(
+            "--image-only",
+            help="Run a trimap-free model on the image alone (with --data); the trimap then only picks "
+            "the scored region.  With --region full: the whole-image protocol of trimap-free papers.",
+        ),
+    ] = False,
     csv: Annotated[Path | None, typer.Option("--csv", help="Write per-image rows to this CSV file.")] = None,
     json: Annotated[
         Path | None, typer.Option("--json", help="Write the full report to this JSON file.")
@@ -84,10 +92,12 @@ def eval_command(
         dataset = find_cases(data, layout, trimap_set)
         matting_model = load_model(model, weights=weights, device=device)
         with _progress(f"{model} on {dataset.layout}", len(dataset.cases)) as advance:
-            report = evaluate_model(dataset, matting_model, model, region, max_pixels, advance)
+            report = evaluate_model(dataset, matting_model, model, region, max_pixels, advance, image_only)
     elif pred is not None and gt is not None and trimap is not None:
-        if layout is not None or trimap_set:
-            raise MattekitError("--layout and --trimap-set apply to --data; --pred pairs files by name")
+        if layout is not None or trimap_set or image_only:
+            raise MattekitError(
+                "--layout, --trimap-set and --image-only apply to --data; --pred pairs files by name"
+            )
         dataset = pair_predictions(pred, gt, trimap)
         with _progress("scoring", len(dataset.cases)) as advance:
             report = evaluate_predictions(dataset, region, jobs, advance)

@@ -68,9 +68,14 @@ def info(name: Name) -> None:
     console.print(table)
 
 
-def _parameters(architecture: str) -> str:
-    count = zoo.parameter_count(architecture)
-    return "none (weight-free)" if count is None else f"{count:,} (state_dict values)"
+def _size_rows(architecture: str) -> list[tuple[str, str]]:
+    size = zoo.network_size(architecture)
+    if size is None:
+        return [("parameters", "none (weight-free)")]
+    return [
+        ("parameters", f"{size.parameters:,} (state_dict values)"),
+        (f"FLOPs at {size.side}²", f"{size.flops / 1e9:,.1f} G (FlopCounterMode: 2 per multiply-add)"),
+    ]
 
 
 def _architecture_rows(name: str) -> list[tuple[str, str]]:
@@ -88,7 +93,7 @@ def _architecture_rows(name: str) -> list[tuple[str, str]]:
     return [
         ("architecture", info.name),
         ("summary", info.summary),
-        ("parameters", _parameters(name)),
+        *_size_rows(name),
         ("needs", ", ".join(what for what, needed in needs_list if needed) or "the image only"),
         ("paper", info.paper),
         ("catalogue entries", ", ".join(entries) or "none"),
@@ -101,7 +106,7 @@ def _info_rows(entry: zoo.Entry) -> list[tuple[str, str]]:
         ("summary", entry.summary),
         ("architecture", f"{entry.architecture} (variant {entry.variant})"),
         ("input", entry.input),
-        ("parameters", _parameters(entry.architecture)),
+        *_size_rows(entry.architecture),
         ("licence", f"{entry.licence}: {entry.licence_note}" if entry.licence_note else entry.licence),
         ("paper", entry.paper),
         ("code", entry.code),

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.utils.flop_counter import FlopCounterMode
 
 from mattekit.device import resolve_device
 from mattekit.errors import MattekitError
@@ -41,6 +43,24 @@ def parameter_count(module: nn.Module) -> int:
     return sum(tensor.numel() for tensor in module.state_dict().values())
 
 
+def forward_flops(net: nn.Module, with_trimap: bool, height: int = 512, width: int = 512) -> int:
+    """FLOPs of one eval-mode forward pass on a height x width input, as ``FlopCounterMode`` counts them
+    (two per multiply-add of the convolutions and matrix products; normalisation, activations and
+    pointwise arithmetic are left out).
+
+    The pass runs on fake tensors, which carry shapes and devices but no data, so it costs neither the
+    arithmetic nor the activation memory (the ``meta`` device would do the same, but autocast refuses it).
+    """
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        inputs = [torch.zeros(1, 3, height, width)]
+        if with_trimap:
+            inputs.append(torch.zeros(1, 3, height, width))
+        counter = FlopCounterMode(display=False)
+        with torch.no_grad(), counter:
+            net.eval()(*inputs)
+    return counter.get_total_flops()
+
+
 def normalize_images(images: np.ndarray) -> torch.Tensor:
     """(B, H, W, 3) float RGB in [0, 1] to a (B, 3, H, W) float32 tensor with ImageNet normalisation."""
     tensor = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).permute(0, 3, 1, 2)
@@ -60,10 +80,14 @@ def one_hot_trimaps(trimaps: np.ndarray) -> torch.Tensor:
 class NetworkModel(MattingModel):
     """A PyTorch network ``net(image, trimap) -> alpha (B, 1, H, W)`` run in eval mode on ``device``.
 
+    A trimap-free network (``requirements.trimap`` False) is called as ``net(image)``; a trimap given to it
+    only fixes the known regions afterwards (the predictor's :func:`~mattekit.predictor.finish_alpha`).
+
     ``half`` runs it under float16 autocast on a CUDA device (attention softmaxes stay in float32); in
     float32 on a GPU, TF32 is turned off so results match the CPU to float32 precision.
     ``attention_stride`` is the input-pixel pitch of the network's global attention grid, if it has one:
-    that attention's memory grows with the square of the image area.
+    that attention's memory grows with the square of the image area.  ``bytes_per_pixel`` is the network's
+    measured peak memory per input pixel apart from that attention.
     """
 
     def __init__(
@@ -73,6 +97,7 @@ class NetworkModel(MattingModel):
         device: torch.device,
         half: bool = False,
         attention_stride: int | None = None,
+        bytes_per_pixel: int = BYTES_PER_PIXEL,
     ) -> None:
         if half and device.type != "cuda":
             raise MattekitError(f"--half: half precision needs a CUDA device, not {device}")
@@ -81,17 +106,21 @@ class NetworkModel(MattingModel):
         self.device = device
         self.half = half
         self.attention_stride = attention_stride
+        self._bytes_per_pixel = bytes_per_pixel
+
+    def bytes_per_pixel(self) -> int:
+        return self._bytes_per_pixel
 
     def estimate_memory(self, height: int, width: int, batch: int = 1) -> int:
         """Peak bytes of one ``infer`` call: activations linear in the area plus the global attention."""
-        linear = height * width * BYTES_PER_PIXEL
+        linear = height * width * self.bytes_per_pixel()
         if self.attention_stride is None:
             return batch * linear
         cells = (height // self.attention_stride) * (width // self.attention_stride)
         return batch * (linear + ATTENTION_MAPS * 4 * cells * cells)
 
     def infer(self, images: np.ndarray, trimaps: np.ndarray | None) -> np.ndarray:
-        if trimaps is None:
+        if trimaps is None and self.requirements.trimap:
             raise MattekitError("this model needs a trimap (--trimap)")
         height, width = images.shape[1:3]
         multiple, min_size = self.requirements.pad_multiple, self.requirements.min_size
@@ -99,10 +128,11 @@ class NetworkModel(MattingModel):
             raise ValueError(
                 f"input {height}x{width} is not padded as the requirements ask ({self.requirements})"
             )
-        image = normalize_images(images).to(self.device)
-        trimap = one_hot_trimaps(trimaps).to(self.device)
+        inputs = [normalize_images(images).to(self.device)]
+        if self.requirements.trimap:
+            inputs.append(one_hot_trimaps(trimaps).to(self.device))
         with torch.inference_mode(), self._precision():
-            alpha = self.net(image, trimap)
+            alpha = self.net(*inputs)
         return alpha[:, 0].float().cpu().numpy()
 
     def _precision(self) -> AbstractContextManager[object]:
