@@ -678,16 +678,18 @@ def network_size(architecture: str, side: int = 512) -> NetworkSize | None:
     """The size of a registered network architecture (built with random init); None for a weight-free
     method."""
     from mattekit.models import create_model, get_model_info
-    from mattekit.models.network import NetworkModel, forward_flops
+    from mattekit.models.network import forward_flops
     from mattekit.models.network import parameter_count as count
 
     requirements = get_model_info(architecture).requirements
     if not requirements.weights:
         return None
-    model = create_model(architecture, device="cpu")
-    if not isinstance(model, NetworkModel):
+    # Matting networks (NetworkModel) and trimap networks (TGN) both keep their torch module as ``net``.
+    net = getattr(create_model(architecture, device="cpu"), "net", None)
+    if net is None:
         return None
-    return NetworkSize(count(model.net), forward_flops(model.net, requirements.trimap, side, side), side)
+    flops = forward_flops(net, requirements.trimap, side, side, with_mask=requirements.coarse_mask)
+    return NetworkSize(count(net), flops, side)
 
 
 @dataclass(frozen=True)

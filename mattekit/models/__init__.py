@@ -34,6 +34,8 @@ _MODEL_MODULES = (
     "mattekit.models.gca",
     "mattekit.models.hattmatting",
     "mattekit.models.hop",
+    "mattekit.models.spamattnet",
+    "mattekit.models.tgn",
 )
 
 

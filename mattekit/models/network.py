@@ -43,7 +43,9 @@ def parameter_count(module: nn.Module) -> int:
     return sum(tensor.numel() for tensor in module.state_dict().values())
 
 
-def forward_flops(net: nn.Module, with_trimap: bool, height: int = 512, width: int = 512) -> int:
+def forward_flops(
+    net: nn.Module, with_trimap: bool, height: int = 512, width: int = 512, with_mask: bool = False
+) -> int:
     """FLOPs of one eval-mode forward pass on a height x width input, as ``FlopCounterMode`` counts them
     (two per multiply-add of the convolutions and matrix products; normalisation, activations and
     pointwise arithmetic are left out).
@@ -55,6 +57,8 @@ def forward_flops(net: nn.Module, with_trimap: bool, height: int = 512, width: i
         inputs = [torch.zeros(1, 3, height, width)]
         if with_trimap:
             inputs.append(torch.zeros(1, 3, height, width))
+        if with_mask:  # a trimap model's coarse mask (TGN)
+            inputs.append(torch.zeros(1, 1, height, width))
         counter = FlopCounterMode(display=False)
         with torch.no_grad(), counter:
             net.eval()(*inputs)
