@@ -152,8 +152,8 @@ def test_spamattnet_trains_one_step() -> None:
     classes = torch.randint(0, 3, (2, 32, 32))
     trimap = torch.nn.functional.one_hot(classes, 3).permute(0, 3, 1, 2).float()
     gt = torch.rand(2, 1, 32, 32)
-    coarse, refined = net.coarse_and_refined(image, trimap)
-    loss = matting_loss(coarse, refined, gt, (classes == 1).float()[:, None])
+    coarse, refined = net(image, trimap, with_coarse=True)
+    loss = sum(matting_loss(coarse, refined, gt, (classes == 1).float()[:, None]).values())
     loss.backward()
     attention = [p for name, p in net.named_parameters() if "lspa" in name or "gpa" in name]
     grads = [p.grad for p in attention if p.requires_grad]  # spectral norm's u and v have no gradient

@@ -22,8 +22,10 @@ from mattekit.evaluate import (
     LAYOUTS,
     Report,
     Row,
+    TrimapReport,
     evaluate_model,
     evaluate_predictions,
+    evaluate_trimaps,
     find_cases,
     pair_predictions,
     write_csv,
@@ -79,6 +81,12 @@ def eval_command(
     max_pixels: Annotated[int, typer.Option(help="Refuse images with more pixels than this.")] = (
         DEFAULT_MAX_PIXELS
     ),
+    trimaps: Annotated[
+        Path | None,
+        typer.Option(
+            "--trimaps", help="Folder of predicted trimaps to score against --gt alphas (TGN, Table I)."
+        ),
+    ] = None,
 ) -> None:
     """Score mattes with SAD, MSE, Grad and Conn exactly as the official Deep Image Matting code.
 
@@ -86,6 +94,11 @@ def eval_command(
     (--data DIR [--model NAME]).
     """
     check_region(region)
+    if trimaps is not None:
+        if gt is None or pred is not None or data is not None or trimap is not None:
+            raise MattekitError("--trimaps DIR is scored against --gt DIR alone")
+        _show_trimaps(evaluate_trimaps(trimaps, gt, max_pixels))
+        return
     if data is not None:
         if pred is not None or gt is not None or trimap is not None:
             raise MattekitError("use either --data DIR or --pred/--gt/--trimap DIR, not both")
@@ -140,4 +153,20 @@ def _show(report: Report) -> None:
     for name, values in means.items():
         count = len(report.rows) if name == "all" else sum(r.case.trimap_set == name for r in report.rows)
         table.add_row(name, str(count), *(_FORMATS[key].format(values[key]) for key in columns))
+    console.print(table)
+
+
+def _show_trimaps(report: TrimapReport) -> None:
+    """Per-trimap rows and the pooled line, in percent as Table I prints them."""
+    for line in report.problems:
+        err_console.print(f"[yellow]warning:[/] {escape(line)}", soft_wrap=True)
+    console = Console(highlight=False)
+    console.print("[dim]ground truth:[/] alpha > 0 dilated and alpha = 255 eroded by a 15x15 square (§IV-B1)")
+    table = Table(title=f"trimaps: {len(report.rows)} image(s), percent")
+    for column in ("trimap", "pixAcc", "IoU-Bg", "IoU-Unk", "IoU-Fg", "mIoU"):
+        table.add_column(column, justify="left" if column == "trimap" else "right")
+    for name, scores in [*report.rows, ("all (pooled)", report.pooled)]:
+        values = (scores.pixel_accuracy, scores.iou_background, scores.iou_unknown, scores.iou_foreground,
+                  scores.mean_iou)
+        table.add_row(escape(name), *(f"{100 * v:.2f}" for v in values))
     console.print(table)

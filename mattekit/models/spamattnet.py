@@ -290,8 +290,8 @@ class RefinementModule(nn.Module):
 
 
 class SPAMattNet(nn.Module):
-    """SPAMattNet: (normalised RGB, one-hot trimap) to alpha; ``forward`` gives the refined alpha,
-    :meth:`coarse_and_refined` both (the loss of Eq. 10 needs both)."""
+    """SPAMattNet: (normalised RGB, one-hot trimap) to the refined alpha, or with ``with_coarse`` to
+    (coarse, refined), which the loss of Eq. 10 needs (through ``forward``, so a DDP wrapper sees it)."""
 
     def __init__(self, bn_eps: float = 1e-5) -> None:
         super().__init__()
@@ -300,17 +300,17 @@ class SPAMattNet(nn.Module):
         self.decoder = ResNetDDecoder(norm)
         self.refinement = RefinementModule()
 
-    def coarse_and_refined(self, image: Tensor, trimap: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(
+        self, image: Tensor, trimap: Tensor, with_coarse: bool = False
+    ) -> Tensor | tuple[Tensor, Tensor]:
         bottleneck, skips = self.encoder(torch.cat([image, trimap], dim=1))
         x = self.decoder.layer1(bottleneck) + skips[4]
         x = self.decoder.layer2(x) + skips[3]
         x = self.decoder.layer3(x) + skips[2]
         x = self.decoder.layer4(x) + skips[1]
         coarse = self.decoder.head(x, skips[0])
-        return coarse, self.refinement(image, coarse)
-
-    def forward(self, image: Tensor, trimap: Tensor) -> Tensor:
-        return self.coarse_and_refined(image, trimap)[1]
+        refined = self.refinement(image, coarse)
+        return (coarse, refined) if with_coarse else refined
 
 
 def side_head(in_channels: int) -> nn.Sequential:
@@ -365,12 +365,13 @@ class SPAMattNetStar(nn.Module):
         self.encoder = SPAEncoder(norm, aspp=False)
         self.decoder = ProgressiveDecoder(norm)
 
-    def side_alphas(self, image: Tensor, trimap: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(
+        self, image: Tensor, trimap: Tensor, with_sides: bool = False
+    ) -> Tensor | tuple[Tensor, Tensor, Tensor]:
+        """The merged alpha, or with ``with_sides`` the (1/8, 1/4, full) head alphas training supervises."""
         bottleneck, skips = self.encoder(torch.cat([image, trimap], dim=1))
-        return self.decoder(bottleneck, skips)
-
-    def forward(self, image: Tensor, trimap: Tensor) -> Tensor:
-        return progressive_refinement(*self.side_alphas(image, trimap))
+        sides = self.decoder(bottleneck, skips)
+        return sides if with_sides else progressive_refinement(*sides)
 
 
 # --- Loss (§III-B4) -------------------------------------------------------------------------------------
@@ -393,9 +394,16 @@ def hard_mining_loss(pred: Tensor, gt: Tensor, unknown: Tensor, share: float = H
     return torch.stack(losses).mean() if losses else pred.sum() * 0.0
 
 
-def matting_loss(coarse: Tensor, refined: Tensor, gt: Tensor, unknown: Tensor) -> Tensor:
-    """L_alpha of Eq. 10: (L_alpha + L_hard) on the coarse alpha plus the same on the refined alpha."""
-    return sum(alpha_loss(a, gt, unknown) + hard_mining_loss(a, gt, unknown) for a in (coarse, refined))
+def matting_loss(
+    coarse: Tensor, refined: Tensor, gt: Tensor, unknown: Tensor, share: float = HARD_SHARE
+) -> dict[str, Tensor]:
+    """The four terms of L_alpha (Eq. 10): L_alpha and L_hard of the coarse and of the refined alpha, by
+    name (``coarse_alpha``, ``coarse_hard``, ``refined_alpha``, ``refined_hard``); the loss is their sum."""
+    terms = {}
+    for name, pred in (("coarse", coarse), ("refined", refined)):
+        terms[f"{name}_alpha"] = alpha_loss(pred, gt, unknown)
+        terms[f"{name}_hard"] = hard_mining_loss(pred, gt, unknown, share)
+    return terms
 
 
 # --- Registry ---------------------------------------------------------------------------------------------
