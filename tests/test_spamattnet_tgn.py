@@ -14,8 +14,10 @@ from safetensors.torch import save_file
 
 import mattekit
 from mattekit.cli import main
+from mattekit.evaluate import evaluate_trimaps
 from mattekit.io import read_gray
 from mattekit.joint import CLASS_VALUES, TrimapMaker
+from mattekit.metrics import trimap_confusion, trimap_scores
 from mattekit.models import create_model
 from mattekit.models.spamattnet import (
     CrossFusionContext,
@@ -190,3 +192,30 @@ def test_tgn_probabilities_and_the_trimap_command(tmp_path: Path) -> None:
     # TGN without weights is refused, not silently random.
     assert main(["trimap", photo, "--mask", rough, "--model", "tgn", "-o", str(tmp_path / "x.png")]) == 2
     assert not (tmp_path / "x.png").exists()
+
+
+def test_trimap_metrics_of_table_i(tmp_path: Path, dev_dir: Path, capsys) -> None:
+    gt = np.array([[0, 0, 128, 255], [0, 128, 128, 255]], np.uint8)
+    pred = np.array([[0, 128, 128, 255], [0, 128, 255, 255]], np.uint8)
+    confusion = trimap_confusion(pred, gt)
+    np.testing.assert_array_equal(confusion, [[2, 1, 0], [0, 2, 1], [0, 0, 2]])
+    scores = trimap_scores(confusion)
+    assert scores.pixel_accuracy == pytest.approx(6 / 8)
+    # IoU: background 2 / (3 + 2 - 2), unknown 2 / (3 + 3 - 2), foreground 2 / (2 + 3 - 2).
+    ious = (scores.iou_background, scores.iou_unknown, scores.iou_foreground)
+    assert ious == pytest.approx((2 / 3, 0.5, 2 / 3))
+    assert scores.mean_iou == pytest.approx((2 / 3 + 0.5 + 2 / 3) / 3)
+    # Through the CLI: the benchmark's own Trimap1 against the 15x15 trimap of the ground truth.
+    (tmp_path / "pred").mkdir()
+    (tmp_path / "gt").mkdir()
+    for name in ("GT01", "GT02"):
+        trimap_file = dev_dir / "trimap_training_lowres" / "Trimap1" / f"{name}.png"
+        Image.open(trimap_file).save(tmp_path / "pred" / f"{name}_trimap.png")
+        Image.open(dev_dir / "gt_training_lowres" / f"{name}.png").save(tmp_path / "gt" / f"{name}.png")
+    assert main(["eval", "--trimaps", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt")]) == 0
+    out = capsys.readouterr().out
+    report = evaluate_trimaps(tmp_path / "pred", tmp_path / "gt")
+    assert [name for name, _ in report.rows] == ["GT01", "GT02"] and not report.problems
+    first = report.rows[0][1]
+    assert f"{100 * first.pixel_accuracy:.2f}" in out and f"{100 * report.pooled.mean_iou:.2f}" in out
+    assert 0.9 < report.pooled.pixel_accuracy < 1  # a hand-made trimap is close to, not equal to, the rule
