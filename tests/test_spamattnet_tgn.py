@@ -16,8 +16,8 @@ import mattekit
 from mattekit.cli import main
 from mattekit.evaluate import evaluate_trimaps
 from mattekit.io import read_gray
-from mattekit.joint import CLASS_VALUES, TrimapMaker
-from mattekit.metrics import trimap_confusion, trimap_scores
+from mattekit.joint import CLASS_VALUES, TrimapMaker, matte
+from mattekit.metrics import to_uint8, trimap_confusion, trimap_scores
 from mattekit.models import create_model
 from mattekit.models.spamattnet import (
     CrossFusionContext,
@@ -29,7 +29,7 @@ from mattekit.models.spamattnet import (
     window_merge,
     window_partition,
 )
-from mattekit.predictor import load_input
+from mattekit.predictor import load_input, load_model
 from mattekit.trimap import BACKGROUND, FOREGROUND, UNKNOWN, from_mask, read_trimap
 from mattekit.zoo import network_size
 
@@ -189,6 +189,13 @@ def test_tgn_probabilities_and_the_trimap_command(tmp_path: Path) -> None:
     # Without a trimap model the mask goes through the morphology, as before.
     assert main(["trimap", photo, "--mask", rough, "-o", str(tmp_path / "m.png")]) == 0
     np.testing.assert_array_equal(read_trimap(tmp_path / "m.png"), from_mask(mask[0, 3:45, 5:76], 10, 10))
+    # Joint inference through predict: TGN's trimap, shared-sampling, soft fusion (Eq. 15), as the API does.
+    out = tmp_path / "joint"
+    assert main(["predict", photo, "--mask", rough, "--trimap-model", "tgn", "--trimap-weights", str(weights),
+                 "--fusion", "soft", "-o", str(out)]) == 0
+    data = load_input(photo, mask=rough)
+    fused = matte(load_model("shared-sampling"), data, TrimapMaker(model), "soft")
+    np.testing.assert_array_equal(np.asarray(Image.open(out / "photo_alpha.png")), to_uint8(fused))
     # TGN without weights is refused, not silently random.
     assert main(["trimap", photo, "--mask", rough, "--model", "tgn", "-o", str(tmp_path / "x.png")]) == 2
     assert not (tmp_path / "x.png").exists()
