@@ -13,7 +13,7 @@ from mattekit.cli import main
 from mattekit.errors import MattekitError
 from mattekit.evaluate import read_alpha
 from mattekit.io import read_gray
-from mattekit.joint import TrimapMaker, default_band, fuse, matte, one_hot
+from mattekit.joint import TrimapMaker, default_band, fuse, matte, one_hot, predict
 from mattekit.metrics import to_uint8
 from mattekit.predictor import MattingInput, load_input, load_model
 from mattekit.segment import SalientSegmenter, find_segmenter
@@ -110,6 +110,8 @@ def test_source_alpha_survives_fusion() -> None:
     source_alpha = np.full((40, 40), 0.5, np.float32)
     alpha = matte(load_model("closed-form"), MattingInput(image, None, source_alpha, mask), TrimapMaker())
     assert alpha[20, 20] == pytest.approx(0.5) and alpha[0, 0] == 0.0
+    # The Python API's one call: image and mask in, the same matte out (an opaque image here).
+    np.testing.assert_array_equal(predict(image, mask, "closed-form"), alpha / 0.5)
 
 
 def _small(dev_dir: Path, name: str, folder: Path, width: int = 200) -> tuple[Path, Path]:
