@@ -76,7 +76,7 @@ def _size_rows(architecture: str) -> list[tuple[str, str]]:
         ("parameters", f"{size.parameters:,} (state_dict values)"),
         (f"FLOPs at {size.side}²", f"{size.flops / 1e9:,.1f} G (FlopCounterMode: 2 per multiply-add)"),
         # Papers' "FLOPs" (thop, fvcore) are usually multiply-adds: SPAMattNet's Table IX is.
-        (f"multiply-adds at {size.side}²", f"{size.flops / 2e9:,.1f} G"),
+        (f"MACs at {size.side}²", f"{size.flops / 2e9:,.1f} G (multiply-adds, what papers' FLOPs often are)"),
     ]
 
 
