@@ -311,14 +311,21 @@ def parse_catalogue(text: str, where: str = "models.toml") -> dict[str, Entry]:
     return entries
 
 
-def load_catalogue(path: str | os.PathLike[str] | None = None) -> dict[str, Entry]:
-    """The validated catalogue at ``path`` (default: :func:`catalogue_location`)."""
-    location = Path(path) if path is not None else catalogue_location()
+def load_catalogue(path: str | os.PathLike[str] | Traversable | None = None) -> dict[str, Entry]:
+    """The validated catalogue at ``path``; by default :func:`catalogue_location` followed by the user's
+    own models (``mattekit models add``, see :mod:`mattekit.user_catalogue`)."""
+    location = path if path is not None else catalogue_location()
+    location = Path(location) if isinstance(location, (str, os.PathLike)) else location
     try:
         text = location.read_text(encoding="utf-8")
     except OSError as err:
         raise MattekitError(f"{location}: cannot read the model catalogue ({err.strerror})") from None
-    return parse_catalogue(text, str(location))
+    entries = parse_catalogue(text, str(location))
+    if path is None:
+        from mattekit.user_catalogue import user_entries
+
+        entries.update(user_entries(entries))  # type: ignore[arg-type]
+    return entries
 
 
 def find_entry(name: str, catalogue: Mapping[str, Entry] | None = None) -> Entry | None:
@@ -492,6 +499,11 @@ def _how_to_get(entry: Entry) -> str:
         steps.append(
             f"get the official {entry.upstream.file} ({entry.upstream.url}) and run "
             f"`mattekit models import {entry.name} {entry.upstream.file}`"
+        )
+    if not steps:
+        steps.append(
+            "no such file exists anywhere: train one (`mattekit train`), then pass --weights FILE or name it "
+            "with `mattekit models add NAME RUN_DIR`"
         )
     return " or ".join(steps)
 
@@ -678,18 +690,17 @@ def network_size(architecture: str, side: int = 512) -> NetworkSize | None:
     """The size of a registered network architecture (built with random init); None for a weight-free
     method."""
     from mattekit.models import create_model, get_model_info
-    from mattekit.models.network import forward_flops
     from mattekit.models.network import parameter_count as count
 
-    requirements = get_model_info(architecture).requirements
-    if not requirements.weights:
+    if not get_model_info(architecture).requirements.weights:
         return None
-    # Matting networks (NetworkModel) and trimap networks (TGN) both keep their torch module as ``net``.
-    net = getattr(create_model(architecture, device="cpu"), "net", None)
-    if net is None:
+    model = create_model(architecture, device="cpu")
+    # Matting networks (NetworkModel) and trimap networks (TGN) both keep their torch module as ``net`` and
+    # count their own FLOPs.
+    net, flops = getattr(model, "net", None), getattr(model, "flops", None)
+    if net is None or flops is None:
         return None
-    flops = forward_flops(net, requirements.trimap, side, side, with_mask=requirements.coarse_mask)
-    return NetworkSize(count(net), flops, side)
+    return NetworkSize(count(net), flops(side, side), side)
 
 
 @dataclass(frozen=True)
@@ -815,7 +826,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        sys.stdout.write(markdown(load_catalogue()))
+        sys.stdout.write(markdown(load_catalogue(catalogue_location())))  # the packaged models only
     except MattekitError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

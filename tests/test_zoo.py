@@ -181,11 +181,12 @@ def test_catalogue_covers_the_registry_and_the_official_facts() -> None:
     assert {entry.name: entry.architecture for entry in networks} == {
         "gca-dist": "gca", "gca-dist-all-data": "gca",
         "hop-9x9-ri": "hop", "hop-9x9-ri-all-data": "hop-all-data",
+        "hattmatting-comp1k": "hattmatting",
         "spamattnet-comp1k": "spamattnet", "spamattnet-star-comp1k": "spamattnet-star", "tgn-comp1k": "tgn",
     }
     assert all(entry.weights.hub is None for entry in networks)
-    # SPAMattNet's and TGN's authors released no weights: there is nothing upstream to import.
-    unreleased = ("spamattnet-comp1k", "spamattnet-star-comp1k", "tgn-comp1k")
+    # HAttMatting's, SPAMattNet's and TGN's authors released no weights: there is nothing upstream to import.
+    unreleased = ("hattmatting-comp1k", "spamattnet-comp1k", "spamattnet-star-comp1k", "tgn-comp1k")
     assert all(catalogue[name].upstream is None for name in unreleased)
     upstream = {entry.name: entry.upstream for entry in networks if entry.upstream is not None}
     assert upstream["gca-dist-all-data"].sha256 == (

@@ -26,7 +26,7 @@ err_console = Console(stderr=True, highlight=False)
 
 
 def _register_commands() -> None:
-    from mattekit.cli import eval, models, predict, trimap  # noqa: F401  (each adds its commands to ``app``)
+    from mattekit.cli import eval, models, models_add, predict, train, trimap  # noqa: F401  (each adds its commands to ``app``)
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

@@ -52,6 +52,9 @@ def list_models(
             zoo.human_size(zoo.weights_size(entry)),
         )
     console.print(table)
+    from mattekit.cli.models_add import print_user_models
+
+    print_user_models(catalogue.values(), console)
 
 
 @models_app.command()
@@ -117,7 +120,8 @@ def _info_rows(entry: zoo.Entry) -> list[tuple[str, str]]:
         hub = entry.weights.hub
         rows.append(("zoo file", entry.weights.file))
         if hub is None:
-            rows.append(("hub", "not published yet: import the upstream checkpoint"))
+            upstream = "import the upstream checkpoint" if entry.upstream else "no upstream checkpoint exists"
+            rows.append(("hub", f"not published yet: {upstream}"))
         else:
             rows += [("hub", f"{hub.repo} @ {hub.revision}"), ("sha256", hub.sha256),
                      ("size", f"{hub.size:,} bytes")]

@@ -212,49 +212,27 @@ def loss_weights(epoch: int) -> LossWeights:
 
 
 def _bce(logits: Tensor, real: bool) -> Tensor:
-    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, float(real)))
+    return F.binary_cross_entropy_with_logits(logits.float(), torch.full_like(logits.float(), float(real)))
 
 
 def generator_loss(
-    discriminator: nn.Module, image: Tensor, pred: Tensor, target: Tensor, weights: LossWeights
-) -> tuple[Tensor, dict[str, float]]:
-    """Eq. 2 for the generator: adversarial (fool D on (I, G(I))), whole-image MSE (Eq. 4), 1 - SSIM."""
+    fake_logits: Tensor, pred: Tensor, target: Tensor, weights: LossWeights
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Eq. 2 for the generator, and its terms: adversarial (D's logits on (I, G(I)) pushed to "real"),
+    MSE over every pixel (Eq. 4) and 1 - SSIM (Eq. 5); computed in float32."""
+    pred, target = pred.float(), target.float()
     parts = {
-        "adversarial": _bce(discriminator(image, pred), True),
+        "adversarial": _bce(fake_logits, True),
         "mse": F.mse_loss(pred, target),
         "ssim": 1.0 - ssim(pred, target),
     }
     total = sum(getattr(weights, name) * value for name, value in parts.items())
-    return total, {name: float(value.detach()) for name, value in parts.items()}
+    return total, parts
 
 
-def discriminator_loss(discriminator: nn.Module, image: Tensor, pred: Tensor, target: Tensor) -> Tensor:
-    """Eq. 3 for the discriminator: (I, ground truth) real, (I, G(I)) fake; ``pred`` is detached here."""
-    real = _bce(discriminator(image, target), True)
-    fake = _bce(discriminator(image, pred.detach()), False)
-    return 0.5 * (real + fake)
-
-
-def adversarial_step(
-    generator: nn.Module,
-    discriminator: nn.Module,
-    optimizers: tuple[torch.optim.Optimizer, torch.optim.Optimizer],
-    image: Tensor,
-    target: Tensor,
-    weights: LossWeights,
-) -> dict[str, float]:
-    """One training step on a batch: the discriminator first, then the generator against it (pix2pix)."""
-    generator_optimizer, discriminator_optimizer = optimizers
-    pred = generator(image)
-    discriminator_optimizer.zero_grad(set_to_none=True)
-    d_loss = discriminator_loss(discriminator, image, pred, target)
-    d_loss.backward()
-    discriminator_optimizer.step()
-    generator_optimizer.zero_grad(set_to_none=True)
-    g_loss, parts = generator_loss(discriminator, image, pred, target, weights)
-    g_loss.backward()
-    generator_optimizer.step()
-    return {"generator": float(g_loss.detach()), "discriminator": float(d_loss.detach())} | parts
+def discriminator_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+    """Eq. 3 for the discriminator: (I, ground truth) is real, (I, G(I)) fake; halved as in pix2pix."""
+    return 0.5 * (_bce(real_logits, True) + _bce(fake_logits, False))
 
 
 # --- inference ----------------------------------------------------------------------------------------------

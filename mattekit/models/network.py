@@ -43,28 +43,6 @@ def parameter_count(module: nn.Module) -> int:
     return sum(tensor.numel() for tensor in module.state_dict().values())
 
 
-def forward_flops(
-    net: nn.Module, with_trimap: bool, height: int = 512, width: int = 512, with_mask: bool = False
-) -> int:
-    """FLOPs of one eval-mode forward pass on a height x width input, as ``FlopCounterMode`` counts them
-    (two per multiply-add of the convolutions and matrix products; normalisation, activations and
-    pointwise arithmetic are left out).
-
-    The pass runs on fake tensors, which carry shapes and devices but no data, so it costs neither the
-    arithmetic nor the activation memory (the ``meta`` device would do the same, but autocast refuses it).
-    """
-    with FakeTensorMode(allow_non_fake_inputs=True):
-        inputs = [torch.zeros(1, 3, height, width)]
-        if with_trimap:
-            inputs.append(torch.zeros(1, 3, height, width))
-        if with_mask:  # a trimap model's coarse mask (TGN)
-            inputs.append(torch.zeros(1, 1, height, width))
-        counter = FlopCounterMode(display=False)
-        with torch.no_grad(), counter:
-            net.eval()(*inputs)
-    return counter.get_total_flops()
-
-
 def normalize_images(images: np.ndarray) -> torch.Tensor:
     """(B, H, W, 3) float RGB in [0, 1] to a (B, 3, H, W) float32 tensor with ImageNet normalisation."""
     tensor = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).permute(0, 3, 1, 2)
@@ -132,12 +110,34 @@ class NetworkModel(MattingModel):
             raise ValueError(
                 f"input {height}x{width} is not padded as the requirements ask ({self.requirements})"
             )
+        with torch.inference_mode(), self._precision():
+            alpha = self.net(*self.network_inputs(images, trimaps))
+        return alpha[:, 0].float().cpu().numpy()
+
+    def network_inputs(self, images: np.ndarray, trimaps: np.ndarray | None) -> list[torch.Tensor]:
+        """What ``net`` is called with: the normalised image, then the one-hot trimap if it takes one."""
         inputs = [normalize_images(images).to(self.device)]
         if self.requirements.trimap:
+            assert trimaps is not None
             inputs.append(one_hot_trimaps(trimaps).to(self.device))
-        with torch.inference_mode(), self._precision():
-            alpha = self.net(*inputs)
-        return alpha[:, 0].float().cpu().numpy()
+        return inputs
+
+    def flops(self, height: int = 512, width: int = 512) -> int:
+        """FLOPs of one forward pass on a height x width input, as ``FlopCounterMode`` counts them (two per
+        multiply-add of the convolutions and matrix products; normalisation, activations and pointwise
+        arithmetic are left out).
+
+        The network runs on fake tensors, which carry shapes and devices but no data, so counting costs
+        neither the arithmetic nor the activation memory (the ``meta`` device would too, but autocast
+        refuses it).
+        """
+        images = np.zeros((1, height, width, 3), dtype=np.float32)
+        trimaps = np.zeros((1, height, width), dtype=np.uint8)
+        inputs = self.network_inputs(images, trimaps)
+        counter = FlopCounterMode(display=False)
+        with FakeTensorMode(allow_non_fake_inputs=True), torch.no_grad(), counter:
+            self.net(*inputs)
+        return counter.get_total_flops()
 
     def _precision(self) -> AbstractContextManager[object]:
         if self.half:

@@ -35,6 +35,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.utils.flop_counter import FlopCounterMode
 
 from mattekit.device import resolve_device
 from mattekit.models import register_model
@@ -119,6 +121,14 @@ class TGNModel(TrimapModel):
             size = (height, width)
             probabilities = F.interpolate(probabilities, size=size, mode="bilinear", align_corners=False)
         return probabilities.cpu().numpy()
+
+    def flops(self, height: int = 512, width: int = 512) -> int:
+        """FLOPs of one forward pass on a height x width image and mask, as ``FlopCounterMode`` counts them
+        (on fake tensors, like :meth:`mattekit.models.network.NetworkModel.flops`)."""
+        counter = FlopCounterMode(display=False)
+        with FakeTensorMode(allow_non_fake_inputs=True), torch.no_grad(), counter:
+            self.net(torch.zeros(1, 3, height, width), torch.zeros(1, 1, height, width))
+        return counter.get_total_flops()
 
 
 @register_model(

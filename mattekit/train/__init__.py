@@ -6,7 +6,15 @@ The pieces: a recipe (:mod:`mattekit.train.recipe`, TOML data), a task per archi
 """
 
 from mattekit.train.recipe import DataOptions, Recipe, builtin_recipes, load_recipe
-from mattekit.train.task import NoOptions, Optimization, StepContext, Task, get_task, list_tasks, register_task
+from mattekit.train.task import (
+    NoOptions,
+    Optimization,
+    StepContext,
+    Task,
+    get_task,
+    list_tasks,
+    register_task,
+)
 
 __all__ = [
     "DataOptions",

@@ -20,8 +20,12 @@ from mattekit.models.layers import INITIAL_POWER_ITERATIONS, SpectralNorm
 
 # timm resnet34d's deep stem (conv1.0/1/3/4/6, bn1) in the encoder's names (conv1..3, bn1..3).
 _STEM = {
-    "conv1.0.": "conv1.", "conv1.1.": "bn1.", "conv1.3.": "conv2.", "conv1.4.": "bn2.",
-    "conv1.6.": "conv3.", "bn1.": "bn3.",
+    "conv1.0.": "conv1.",
+    "conv1.1.": "bn1.",
+    "conv1.3.": "conv2.",
+    "conv1.4.": "bn2.",
+    "conv1.6.": "conv3.",
+    "bn1.": "bn3.",
 }
 _BN_FIELDS = ("weight", "bias", "running_mean", "running_var")
 
@@ -56,7 +60,9 @@ def load_resnet34_encoder(encoder: nn.Module, state_dict: Mapping[str, Tensor]) 
             name = _translate(key)
             candidates = [name]
             if ".downsample.0." in name or ".downsample.1." in name:
-                candidates.append(re.sub(r"\.downsample\.(\d)\.", lambda m: f".downsample.{int(m[1]) + 1}.", name))
+                candidates.append(
+                    re.sub(r"\.downsample\.(\d)\.", lambda m: f".downsample.{int(m[1]) + 1}.", name)
+                )
             for candidate in candidates:
                 target = _target(candidate, ours, convs)
                 if target is None:

@@ -43,7 +43,9 @@ if TYPE_CHECKING:
 #: The resampling methods of HOP's random interpolation (RI), drawn with equal probability.
 RANDOM_INTERPOLATIONS = (cv2.INTER_NEAREST, cv2.INTER_LINEAR, cv2.INTER_CUBIC, cv2.INTER_LANCZOS4)
 _INTERPOLATIONS = {
-    "nearest": cv2.INTER_NEAREST, "linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC,
+    "nearest": cv2.INTER_NEAREST,
+    "linear": cv2.INTER_LINEAR,
+    "cubic": cv2.INTER_CUBIC,
     "lanczos": cv2.INTER_LANCZOS4,
 }
 _FOREGROUND_DIRS = ("fg", "FG", "foreground")
@@ -96,9 +98,7 @@ def resize(array: np.ndarray, width: int, height: int, method: int) -> np.ndarra
     return np.clip(out, 0.0, 1.0) if method in (cv2.INTER_CUBIC, cv2.INTER_LANCZOS4) else out
 
 
-def merge_foregrounds(
-    sample: Sample, fg2: np.ndarray, alpha2: np.ndarray, interp: Resampler
-) -> Sample:
+def merge_foregrounds(sample: Sample, fg2: np.ndarray, alpha2: np.ndarray, interp: Resampler) -> Sample:
     """Blend a second foreground behind the first (official ``_composite_fg``): F = F1 a1 + F2 (1 - a1),
     a = 1 - (1 - a1)(1 - a2); skipped when the union would be opaque everywhere."""
     assert sample.fg is not None
@@ -130,18 +130,23 @@ def affine_matrix(
     angle, shear = math.radians(angle), math.radians(shear)
     sx, sy = flip[0] / scale[0], flip[1] / scale[1]
     d = math.cos(angle + shear) * math.cos(angle) + math.sin(angle + shear) * math.sin(angle)
-    m = np.array(
-        [
-            [math.cos(angle) * sx, math.sin(angle + shear) * sx, 0.0],
-            [-math.sin(angle) * sy, math.cos(angle + shear) * sy, 0.0],
-        ]
-    ) / d
+    m = (
+        np.array(
+            [
+                [math.cos(angle) * sx, math.sin(angle + shear) * sx, 0.0],
+                [-math.sin(angle) * sy, math.cos(angle + shear) * sy, 0.0],
+            ]
+        )
+        / d
+    )
     cx, cy = width * 0.5 + 0.5, height * 0.5 + 0.5
     m[:, 2] = m[:, 0] * -cx + m[:, 1] * -cy + (cx, cy)
     return m
 
 
-def random_affine(sample: Sample, options: DataOptions, rng: np.random.Generator, interp: Resampler) -> Sample:
+def random_affine(
+    sample: Sample, options: DataOptions, rng: np.random.Generator, interp: Resampler
+) -> Sample:
     """Random flip, per-axis scale, shear, and rotation for large foregrounds (official RandomAffine)."""
     height, width = sample.alpha.shape
     degrees = options.rotation if max(height, width) >= options.rotate_min_side else 0.0
@@ -195,8 +200,13 @@ def crop_around_unknown(sample: Sample, size: int, rng: np.random.Generator, int
     """
     assert sample.trimap is not None
     height, width = sample.trimap.shape
-    fields: dict[str, np.ndarray | None] = {"alpha": sample.alpha, "trimap": sample.trimap, "fg": sample.fg,
-                                            "image": sample.image, "bg": sample.bg}
+    fields: dict[str, np.ndarray | None] = {
+        "alpha": sample.alpha,
+        "trimap": sample.trimap,
+        "fg": sample.fg,
+        "image": sample.image,
+        "bg": sample.bg,
+    }
     if sample.bg is not None:
         fields["bg"] = resize(sample.bg, width, height, interp(cv2.INTER_CUBIC))
     while height < size + 1 or width < size + 1:
@@ -205,23 +215,30 @@ def crop_around_unknown(sample: Sample, size: int, rng: np.random.Generator, int
         for key, value in fields.items():
             if value is None:
                 continue
-            method = cv2.INTER_NEAREST if key == "trimap" else interp(
-                cv2.INTER_CUBIC if key == "bg" else cv2.INTER_NEAREST
+            method = (
+                cv2.INTER_NEAREST
+                if key == "trimap"
+                else interp(cv2.INTER_CUBIC if key == "bg" else cv2.INTER_NEAREST)
             )
             fields[key] = resize(value, width, height, method)
     trimap = fields["trimap"]
     assert trimap is not None
     margin = size // 2
     small = cv2.resize(trimap, (width // 4, height // 4), interpolation=cv2.INTER_NEAREST)
-    cells = np.argwhere(small[margin // 4 : (height - margin) // 4, margin // 4 : (width - margin) // 4] == UNKNOWN)
+    cells = np.argwhere(
+        small[margin // 4 : (height - margin) // 4, margin // 4 : (width - margin) // 4] == UNKNOWN
+    )
     if len(cells) < _MIN_UNKNOWN_CELLS:
         top, left = int(rng.integers(0, height - size + 1)), int(rng.integers(0, width - size + 1))
     else:
         # A cell's index in the inner grid, times 4, is the top-left corner that centres it.
         top, left = (int(v) * 4 for v in cells[rng.integers(len(cells))])
     return replace(
-        sample, **{key: None if value is None else value[top : top + size, left : left + size]
-                   for key, value in fields.items()}
+        sample,
+        **{
+            key: None if value is None else value[top : top + size, left : left + size]
+            for key, value in fields.items()
+        },
     )
 
 
@@ -273,3 +290,233 @@ def standard_sample(sample: Sample, recipe: Recipe, rng: np.random.Generator) ->
     sample = crop_around_unknown(sample, recipe.crop_size, rng, interp)
     sample = jitter(sample, recipe.data.hue, rng)
     return to_arrays(composite(sample))
+
+
+# --------------------------------------------------------------------------------------------------------
+# Layouts on disk
+
+
+def _find_dir(root: Path, names: Sequence[str]) -> Path | None:
+    return next((root / name for name in names if (root / name).is_dir()), None)
+
+
+def detect_layout(root: Path) -> str:
+    """``composition`` or ``composited`` (see the module docstring), or a user error saying what fits."""
+    if not root.is_dir():
+        raise MattekitError(f"{root}: no such folder (--data)")
+    alpha = _find_dir(root, _ALPHA_DIRS)
+    if alpha is not None and _find_dir(root, _FOREGROUND_DIRS) is not None:
+        return "composition"
+    if alpha is not None and _find_dir(root, _IMAGE_DIRS) is not None:
+        return "composited"
+    raise MattekitError(
+        f"{root}: unknown training layout; expected fg/ (or FG/) and alpha/ (or GT/) with backgrounds "
+        f"(bg/ or data.backgrounds), or image/ (or merged/) and alpha/ [trimap/]"
+    )
+
+
+def _paired(first: Path, second: Path) -> tuple[list[Path], list[Path]]:
+    """Files of two folders paired by name without extension; an unpaired file is an error."""
+    a = {p.stem: p for p in list_images(first)}
+    b = {p.stem: p for p in list_images(second)}
+    unpaired = sorted(set(a) ^ set(b))
+    if unpaired:
+        stem = unpaired[0]
+        path, other = (a[stem], second) if stem in a else (b[stem], first)
+        more = f" (and {len(unpaired) - 1} more unpaired)" if len(unpaired) > 1 else ""
+        raise MattekitError(f"{path}: no file of that name in {other}{more}")
+    if not a:
+        raise MattekitError(f"{first}: no images")
+    names = sorted(a)
+    return [a[n] for n in names], [b[n] for n in names]
+
+
+def _backgrounds(root: Path, spec: str) -> list[Path]:
+    if spec:
+        path = Path(spec).expanduser()
+        if path.is_dir():
+            found = list_images(path)
+        elif path.is_file():
+            lines = [line.strip() for line in path.read_text("utf-8").splitlines() if line.strip()]
+            found = [p if p.is_absolute() else path.parent / p for p in map(Path, lines)]
+            missing = [p for p in found if not p.is_file()]
+            if missing:
+                raise MattekitError(f"{path}: lists {missing[0]}, which does not exist")
+        else:
+            raise MattekitError(f"data.backgrounds: {path}: no such folder or list file")
+    else:
+        folder = _find_dir(root, _BACKGROUND_DIRS)
+        if folder is None:
+            raise MattekitError(
+                f"{root}: no bg/ folder; give the backgrounds with --set data.backgrounds=DIR"
+            )
+        found = list_images(folder)
+    if not found:
+        raise MattekitError(f"{spec or root / 'bg'}: no background images")
+    return found
+
+
+@dataclass(frozen=True)
+class Source:
+    """The files of a training set: ``alphas`` with ``foregrounds`` and ``backgrounds`` (composition) or
+    with ``images`` and optionally ``trimaps`` (composited)."""
+
+    layout: str
+    alphas: list[Path]
+    foregrounds: list[Path]
+    backgrounds: list[Path]
+    images: list[Path]
+    trimaps: list[Path]
+
+    def __len__(self) -> int:
+        """Samples per epoch by default: one per background (official), or one per image."""
+        return len(self.backgrounds) if self.layout == "composition" else len(self.images)
+
+
+def find_source(root: Path, options: DataOptions) -> Source:
+    """The training files in ``root`` (``--data``) for the layout the recipe names or the one detected."""
+    layout = detect_layout(root) if options.layout == "auto" else options.layout
+    alpha_dir = _find_dir(root, _ALPHA_DIRS)
+    if alpha_dir is None:
+        raise MattekitError(f"{root}: no alpha/ (or GT/) folder")
+    if layout == "composition":
+        fg_dir = _find_dir(root, _FOREGROUND_DIRS)
+        if fg_dir is None:
+            raise MattekitError(f"{root}: no fg/ (or FG/) folder")
+        fgs, alphas = _paired(fg_dir, alpha_dir)
+        return Source(layout, alphas, fgs, _backgrounds(root, options.backgrounds), [], [])
+    image_dir = _find_dir(root, _IMAGE_DIRS)
+    if image_dir is None:
+        raise MattekitError(f"{root}: no image/ (or merged/) folder")
+    images, alphas = _paired(image_dir, alpha_dir)
+    trimaps: list[Path] = []
+    if (root / "trimap").is_dir():
+        trimaps = _paired(image_dir, root / "trimap")[1]
+    return Source(layout, alphas, [], [], images, trimaps)
+
+
+# --------------------------------------------------------------------------------------------------------
+# The dataset and its sampler
+
+
+def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
+    """The generator of one sample: a function of the recipe seed and the data position only."""
+    return np.random.default_rng([seed, epoch, index])
+
+
+class TrainingSet(Dataset):
+    """Map-style dataset of ``(epoch, index)`` keys (from :class:`StreamSampler`) to batch fields."""
+
+    def __init__(self, source: Source, recipe: Recipe, task: Task) -> None:
+        self.source = source
+        self.recipe = recipe
+        self.task = task
+        self.size = recipe.data.epoch_size or len(source)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, np.ndarray]:
+        epoch, index = key
+        rng = sample_rng(self.recipe.seed, epoch, index)
+        sample = self.load(index, rng)
+        return self.task.make_sample(sample, rng)
+
+    def load(self, index: int, rng: np.random.Generator) -> Sample:
+        """Sample ``index`` read and taken through the chain up to its trimap."""
+        source, options = self.source, self.recipe.data
+        interp = Resampler(options.interpolation, rng)
+        if source.layout == "composition":
+            fg_index = index % len(source.foregrounds)
+            sample = Sample(
+                alpha=read_gray(source.alphas[fg_index]),
+                fg=read_image(source.foregrounds[fg_index])[0],
+                bg=read_image(source.backgrounds[index % len(source.backgrounds)])[0],
+                name=source.foregrounds[fg_index].stem,
+            )
+            if rng.random() < options.merge_prob:
+                # As the official generator: a second foreground a random distance further in the list.
+                other = (fg_index + int(rng.integers(len(source.foregrounds)))) % len(source.foregrounds)
+                fg2, alpha2 = read_image(source.foregrounds[other])[0], read_gray(source.alphas[other])
+                sample = merge_foregrounds(sample, fg2, alpha2, interp)
+        else:
+            image_index = index % len(source.images)
+            trimap = read_gray(source.trimaps[image_index]) if source.trimaps else None
+            sample = Sample(
+                alpha=read_gray(source.alphas[image_index]),
+                image=read_image(source.images[image_index])[0],
+                name=source.images[image_index].stem,
+            )
+            if trimap is not None:
+                # A given trimap is used as it is: no resizing or warping that it would not follow.
+                quantised = np.full(trimap.shape, UNKNOWN, np.uint8)
+                quantised[trimap < 85 / 255] = BACKGROUND
+                quantised[trimap >= 170 / 255] = FOREGROUND
+                return replace(sample, trimap=quantised)
+        if rng.random() < options.resize_prob:
+            sample = resize_square(sample, options.resize_size, interp)
+        sample = random_affine(sample, options, rng, interp)
+        return random_trimap(sample, options.erosion, rng)
+
+
+class StreamSampler(Sampler[tuple[int, int]]):
+    """An endless stream of ``(epoch, index)`` keys for one process, starting at a data position.
+
+    Each epoch is a permutation of the dataset seeded by (seed, epoch), as ``DistributedSampler`` with
+    ``set_epoch``: process ``rank`` of ``world`` takes every ``world``-th index from ``rank``, and the
+    epoch is padded by wrapping so every process gets as many.  ``start`` is the number of keys this
+    process has already consumed (checkpointed as the data position).
+    """
+
+    def __init__(self, size: int, seed: int, rank: int = 0, world: int = 1, start: int = 0) -> None:
+        self.size, self.seed, self.rank, self.world, self.start = size, seed, rank, world, start
+        self.per_rank = -(-size // world)
+
+    def permutation(self, epoch: int) -> list[int]:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        order = torch.randperm(self.size, generator=generator).tolist()
+        order += order[: self.per_rank * self.world - self.size]
+        return order[self.rank :: self.world]
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch, offset = divmod(self.start, self.per_rank)
+        while True:
+            for index in self.permutation(epoch)[offset:]:
+                yield epoch, index
+            epoch, offset = epoch + 1, 0
+
+
+def seed_worker(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: per-worker seeds for Python's and NumPy's global generators (derived
+    from the seed torch gives each worker)."""
+    seed = torch.initial_seed() % 2**32
+    random.seed(seed)
+    np.random.seed(seed)
+
+
+def serial_opencv() -> None:
+    """Turn off OpenCV's thread pool in this process before it forks DataLoader workers: a pool inherited
+    through fork can deadlock the workers (as detectron2 and mmcv do); the workers are the parallelism."""
+    cv2.setNumThreads(0)
+
+
+def extract_foregrounds(
+    images: Sequence[Path], alphas: Sequence[Path], out: Path, max_side: int | None = None
+) -> list[Path]:
+    """A composition training set from matted photos: ``out/fg/`` and ``out/alpha/`` (8-bit PNG), the
+    foreground colours estimated from each image and its alpha (:func:`mattekit.compose.estimate_foreground`),
+    optionally downscaled so the long side is at most ``max_side``.  Returns the foreground files."""
+    from mattekit.compose import estimate_foreground
+    from mattekit.io import write_png
+
+    written = []
+    for image_path, alpha_path in zip(images, alphas, strict=True):
+        image, alpha = read_image(image_path)[0], read_gray(alpha_path)
+        if max_side is not None and max(alpha.shape) > max_side:
+            ratio = max_side / max(alpha.shape)
+            size = (round(alpha.shape[1] * ratio), round(alpha.shape[0] * ratio))
+            image = np.clip(cv2.resize(image, size, interpolation=cv2.INTER_AREA), 0, 1)
+            alpha = np.clip(cv2.resize(alpha, size, interpolation=cv2.INTER_AREA), 0, 1)
+        write_png(out / "alpha" / f"{image_path.stem}.png", alpha)
+        written.append(write_png(out / "fg" / f"{image_path.stem}.png", estimate_foreground(image, alpha)))
+    return written

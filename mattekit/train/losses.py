@@ -12,7 +12,7 @@ from mattekit.trimap import BACKGROUND_BELOW, FOREGROUND_FROM
 
 
 def normalize(image: Tensor) -> Tensor:
-    """(B, 3, H, W) RGB in [0, 1] to ImageNet-normalised input (as :func:`mattekit.models.network.normalize_images`)."""
+    """(B, 3, H, W) RGB in [0, 1] to ImageNet-normalised input (as ``network.normalize_images``)."""
     mean = torch.tensor(IMAGENET_MEAN, device=image.device, dtype=image.dtype).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD, device=image.device, dtype=image.dtype).view(1, 3, 1, 1)
     return (image - mean) / std

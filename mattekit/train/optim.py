@@ -15,7 +15,9 @@ from mattekit.train.recipe import Recipe
 RUNNING_MOMENTUM = 0.999
 
 
-def make_optimizer(params: Iterable[Tensor], recipe: Recipe, lr: float | None = None) -> torch.optim.Optimizer:
+def make_optimizer(
+    params: Iterable[Tensor], recipe: Recipe, lr: float | None = None
+) -> torch.optim.Optimizer:
     """The recipe's optimiser over ``params`` (``lr`` overrides the recipe's, e.g. for a discriminator)."""
     lr = recipe.lr if lr is None else lr
     params = list(params)

@@ -119,8 +119,8 @@ class Recipe:
         for key in ("warmup_steps", "val_limit", "workers", "weight_decay", "lr"):
             if getattr(self, key) < 0:
                 raise MattekitError(f"{where}: {key!r} must not be negative, not {getattr(self, key)}")
-        if self.warmup_steps >= self.steps and self.schedule != "constant":
-            raise MattekitError(f"{where}: 'warmup_steps' ({self.warmup_steps}) must be below 'steps'")
+        if self.warmup_steps > self.steps:
+            raise MattekitError(f"{where}: 'warmup_steps' ({self.warmup_steps}) must not exceed 'steps'")
 
     def to_dict(self) -> dict[str, Any]:
         """The recipe as TOML-ready data (``--print`` and the run directory's ``recipe.toml``)."""
@@ -218,7 +218,8 @@ def load_recipe(name_or_path: str, assignments: list[str] | None = None) -> Reci
     options = tree.pop("options", {})
     recipe = from_table(Recipe, tree, where)
     task = get_task(recipe.task)
-    return dataclasses.replace(recipe, options=from_table(task.Options, options, f"{where} [options]"))
+    # (no square brackets in messages: the CLI prints them with rich, which reads brackets as markup)
+    return dataclasses.replace(recipe, options=from_table(task.Options, options, f"{where}, options table"))
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -233,9 +234,8 @@ def from_table(cls: type, table: object, where: str) -> Any:
     names = {f.name for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(table) - names)
     if unknown:
-        raise MattekitError(
-            f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; known: {', '.join(sorted(names))}"
-        )
+        known = f"known: {', '.join(sorted(names))}" if names else "it takes none"
+        raise MattekitError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; {known}")
     values = {}
     for f in dataclasses.fields(cls):
         if f.name in table:
@@ -273,7 +273,8 @@ def _convert(kind: Any, value: Any, where: str) -> Any:
     if origin is tuple:
         if not isinstance(value, list) or len(value) != len(args):
             raise MattekitError(f"{where} must be a list of {len(args)} values, not {value!r}")
-        return tuple(_convert(arg, item, f"{where}[{i}]") for i, (arg, item) in enumerate(zip(args, value)))
+        pairs = enumerate(zip(args, value, strict=True))
+        return tuple(_convert(arg, item, f"{where}[{i}]") for i, (arg, item) in pairs)
     if origin in (list, tuple) or kind in (list,):
         if not isinstance(value, list):
             raise MattekitError(f"{where} must be a list, not {value!r}")
