@@ -102,5 +102,9 @@ def test_a_task_learns_on_dev_photos(recipe_name: str, settings: list[str], dev_
     assert all(np.isfinite(losses)) and losses[-1] < losses[0], losses
     after = modules[task.export].state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)
+    if recipe_name == "spamattnet":  # the gradients reach the attention: LSPA's and GPA's weights moved
+        for block in ("lspa", "gpa"):
+            weights = [k for k in before if f".{block}." in k and k.endswith("weight")]
+            assert weights and all(not torch.equal(before[k], after[k]) for k in weights), block
     # The exported weights load strictly into the registered architecture.
     create_model(task.architecture, device="cpu").net.load_state_dict(after, strict=True)
