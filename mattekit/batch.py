@@ -39,6 +39,8 @@ from mattekit.predictor import MattingInput, load_input
 
 #: Name endings that mark a trimap of the image with the same stem (``photo_trimap.png``).
 TRIMAP_SUFFIXES = ("_trimap", "-trimap", ".trimap", "_tri", "-tri")
+#: Name endings that mark a coarse mask of the image with the same stem (``photo_mask.png``).
+MASK_SUFFIXES = ("_mask", "-mask", ".mask")
 
 #: A function that mattes one decoded input (the model and its options already bound).
 Matter = Callable[[MattingInput], np.ndarray]
@@ -77,11 +79,12 @@ class OutputOptions:
 
 @dataclass(frozen=True)
 class Job:
-    """One image to matte: its trimap (if any) and where each output goes."""
+    """One image to matte: its trimap or coarse mask (if any) and where each output goes."""
 
     image: Path
     trimap: Path | None
     outputs: dict[str, Path]
+    mask: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -102,10 +105,11 @@ class BatchReport:
     seconds: float = 0.0
 
 
-def trimap_stem(path: Path) -> str:
-    """The image stem a trimap file belongs to: ``photo_trimap.png`` -> ``photo``."""
+def trimap_stem(path: Path, suffixes: tuple[str, ...] = TRIMAP_SUFFIXES) -> str:
+    """The image stem a trimap (or, with MASK_SUFFIXES, a mask) file belongs to: ``photo_trimap.png`` ->
+    ``photo``."""
     stem = path.stem
-    for suffix in TRIMAP_SUFFIXES:
+    for suffix in suffixes:
         if stem.lower().endswith(suffix) and len(stem) > len(suffix):
             return stem[: -len(suffix)]
     return stem
@@ -131,41 +135,74 @@ def is_png_name(output: Path) -> bool:
     return output.suffix.lower() == ".png" and not output.is_dir()
 
 
-def plan_file(image: Path, trimap: Path | None, output: Path, options: OutputOptions) -> Job:
+def plan_file(
+    image: Path, trimap: Path | None, output: Path, options: OutputOptions, mask: Path | None = None
+) -> Job:
     """The job for one image file."""
-    if trimap is not None and trimap.is_dir():
-        raise MattekitError(f"--trimap {trimap}: is a folder, but the input {image} is a single file")
-    if same_file(image, trimap):
-        raise MattekitError(f"--trimap {trimap}: is the image itself; give the trimap of the photo")
-    return Job(image, trimap, output_paths(image, output, options))
+    for option, path in (("--trimap", trimap), ("--mask", mask)):
+        if path is not None and path.is_dir():
+            raise MattekitError(f"{option} {path}: is a folder, but the input {image} is a single file")
+        if same_file(image, path):
+            raise MattekitError(f"{option} {path}: is the image itself; give the {option[2:]} of the photo")
+    return Job(image, trimap, output_paths(image, output, options), mask)
+
+
+@dataclass
+class _Companions:
+    """A folder of files that go with the images (trimaps or masks), paired by stem."""
+
+    option: str
+    kind: str
+    folder: Path | None
+    suffixes: tuple[str, ...]
+    _table: dict[str, list[Path]] | None = None
+
+    def by_stem(self) -> dict[str, list[Path]]:
+        if self._table is None:
+            self._table = {}
+            for path in list_images(self.folder) if self.folder else []:
+                self._table.setdefault(trimap_stem(path, self.suffixes), []).append(path)
+        return self._table
+
+    def stores_companion(self, images: Path, image: Path) -> bool:
+        """``image`` is one of these companions, kept in the image folder itself."""
+        same = self.folder is not None and self.folder.resolve() == images.resolve()
+        return same and trimap_stem(image, self.suffixes) != image.stem
 
 
 def plan_folder(
-    images: Path, trimaps: Path | None, output: Path, options: OutputOptions
+    images: Path, trimaps: Path | None, output: Path, options: OutputOptions, masks: Path | None = None
 ) -> tuple[list[Job], list[Failure]]:
-    """Jobs for every image in a folder, paired with trimaps by stem; images without a trimap (when a
-    trimap folder is given) and ambiguous pairings are returned as failures, not dropped."""
+    """Jobs for every image in a folder, paired with trimaps (or coarse masks) by stem; images without one
+    (when such a folder is given) and ambiguous pairings are returned as failures, not dropped."""
     if is_png_name(output):
         raise MattekitError(f"-o {output}: a folder of images needs an output folder, not a file")
-    if trimaps is not None and not trimaps.is_dir():
-        raise MattekitError(f"--trimap {trimaps}: the input is a folder, so the trimaps must be a folder too")
-    by_stem: dict[str, list[Path]] = {}
-    for path in list_images(trimaps) if trimaps else []:
-        by_stem.setdefault(trimap_stem(path), []).append(path)
+    companions = [
+        _Companions("--trimap", "trimap", trimaps, TRIMAP_SUFFIXES),
+        _Companions("--mask", "mask", masks, MASK_SUFFIXES),
+    ]
+    companions = [c for c in companions if c.folder is not None]
+    for c in companions:
+        if not c.folder.is_dir():
+            raise MattekitError(f"{c.option} {c.folder}: the input is a folder, so it must be a folder too")
     jobs: list[Job] = []
     failures: list[Failure] = []
     for image in list_images(images):
-        if trimaps is not None and trimaps.resolve() == images.resolve() and trimap_stem(image) != image.stem:
-            continue  # a trimap stored beside its image is not an image to matte
-        candidates = by_stem.get(image.stem, []) if trimaps else [None]
-        candidates = [c for c in candidates if c != image]
-        if trimaps is not None and len(candidates) != 1:
-            names = ", ".join(c.name for c in candidates)
-            reason = f"ambiguous trimaps: {names}" if candidates else f"no trimap for it in {trimaps}"
-            failures.append(Failure(image, reason))
-            continue
-        trimap = candidates[0] if trimaps else None
-        jobs.append(Job(image, trimap, output_paths(image, output, options)))
+        if any(c.stores_companion(images, image) for c in companions):
+            continue  # a trimap or mask stored beside its image is not an image to matte
+        found: dict[str, Path] = {}
+        for c in companions:
+            candidates = [p for p in c.by_stem().get(image.stem, []) if p != image]
+            if len(candidates) != 1:
+                names = ", ".join(p.name for p in candidates)
+                missing = f"no {c.kind} for it in {c.folder}"
+                reason = f"ambiguous {c.kind}s: {names}" if candidates else missing
+                failures.append(Failure(image, reason))
+                break
+            found[c.kind] = candidates[0]
+        else:
+            outputs = output_paths(image, output, options)
+            jobs.append(Job(image, found.get("trimap"), outputs, found.get("mask")))
     if not jobs and not failures:
         raise MattekitError(f"{images}: no images found (looked for {', '.join(IMAGE_SUFFIXES)})")
     return _unique_outputs(jobs, failures)
@@ -189,8 +226,8 @@ def _unique_outputs(jobs: list[Job], failures: list[Failure]) -> tuple[list[Job]
 
 def refuse_overwriting_inputs(jobs: list[Job], background: Path | None = None) -> None:
     """A one-line error, before any work, if an output of any job is an input of any job (an image, a
-    trimap) or the background picture, or if an output folder cannot be written."""
-    inputs = [path for job in jobs for path in (job.image, job.trimap)] + [background]
+    trimap, a mask) or the background picture, or if an output folder cannot be written."""
+    inputs = [path for job in jobs for path in (job.image, job.trimap, job.mask)] + [background]
     outputs = [path for job in jobs for path in job.outputs.values()]
     refuse_overwrite(inputs, outputs)
     check_writable_folders(outputs)
@@ -202,7 +239,7 @@ def run_job(job: Job, matte: Matter, options: OutputOptions, max_pixels: int = D
     if options.memory_budget is not None:
         width, height = image_size(job.image, max_pixels)
         _check_output_memory(job.image, height, width, options, options.memory_budget)
-    data = load_input(job.image, job.trimap, max_pixels)
+    data = load_input(job.image, job.trimap, max_pixels, mask=job.mask)
     alpha = matte(data)
     height, width = alpha.shape
     background = None if options.background is None else fit_background(options.background, height, width)

@@ -48,7 +48,16 @@ from mattekit.io import (
     refuse_overwrite,
     same_file,
 )
-from mattekit.metrics import Scores, check_region, score, to_uint8
+from mattekit.metrics import (
+    Scores,
+    TrimapScores,
+    check_region,
+    ground_truth_trimap,
+    score,
+    to_uint8,
+    trimap_confusion,
+    trimap_scores,
+)
 from mattekit.models import MattingModel
 from mattekit.predictor import load_input, run_model
 from mattekit.trimap import BACKGROUND, FOREGROUND, UNKNOWN, read_trimap
@@ -612,3 +621,41 @@ def write_csv(report: Report, path: Path) -> None:
     writer.writerows(records)
     text = buffer.getvalue()
     atomic_save(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+# --- Trimaps (TGN, SPAMattNet Table I) -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrimapReport:
+    """Per-trimap scores, the dataset's pooled scores (one confusion matrix over every pixel, as Table I's
+    segmentation metrics are usually counted) and the files that could not be paired."""
+
+    rows: list[tuple[str, TrimapScores]]
+    pooled: TrimapScores
+    problems: list[str]
+
+
+def evaluate_trimaps(pred_dir: Path, gt_dir: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> TrimapReport:
+    """Score predicted trimaps against ground-truth alphas, paired by file name without extension (a
+    trimap suffix such as ``_trimap`` is ignored): each alpha becomes TGN's ground-truth trimap (15x15
+    kernel, :func:`mattekit.metrics.ground_truth_trimap`)."""
+    from mattekit.batch import trimap_stem
+
+    problems: list[str] = []
+    preds = {trimap_stem(path): path for path in _by_stem(_folder(pred_dir, "--trimaps"), problems).values()}
+    gts = _by_stem(_folder(gt_dir, "--gt"), problems)
+    rows, total = [], np.zeros((3, 3), np.int64)
+    for stem, path in sorted(preds.items()):
+        if stem not in gts:
+            problems.append(f"{path}: no ground-truth alpha of that name in {gt_dir}")
+            continue
+        truth = ground_truth_trimap(read_alpha(gts[stem], max_pixels))
+        confusion = trimap_confusion(read_scoring_trimap(path, max_pixels), truth)
+        total += confusion
+        rows.append((stem, trimap_scores(confusion)))
+    unused = [path for stem, path in gts.items() if stem not in preds]
+    problems += [f"{path}: ground truth that no trimap pairs with" for path in unused]
+    if not rows:
+        raise MattekitError(f"nothing to evaluate: no trimap in {pred_dir} has a ground truth in {gt_dir}")
+    return TrimapReport(rows, trimap_scores(total), problems)

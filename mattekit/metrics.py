@@ -340,3 +340,60 @@ def score(
         grad=gradient_error(pred8, gt8, mask),
         conn=connectivity_error(pred8, gt8, mask),
     )
+
+
+# --- Trimap metrics (SPAMattNet §IV-C1, Table I) ---------------------------------------------------------
+
+#: Side of the square kernel that turns a ground-truth alpha into TGN's ground-truth trimap (§IV-B1).
+TRIMAP_KERNEL = 15
+#: Trimap classes in the order of Table I's columns.
+TRIMAP_CLASSES = ("background", "unknown", "foreground")
+
+
+@dataclass(frozen=True)
+class TrimapScores:
+    """Pixel accuracy and per-class IoU of a predicted trimap (Table I: pixAcc, mIoU-Bg/Unk/Fg, mIoU)."""
+
+    pixel_accuracy: float
+    iou_background: float
+    iou_unknown: float
+    iou_foreground: float
+
+    @property
+    def mean_iou(self) -> float:
+        return (self.iou_background + self.iou_unknown + self.iou_foreground) / 3
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self) | {"mean_iou": self.mean_iou}
+
+
+def ground_truth_trimap(alpha: np.ndarray, kernel: int = TRIMAP_KERNEL) -> np.ndarray:
+    """TGN's ground-truth trimap of an 8-bit alpha (§IV-B1, NOTES.md §6 REC): unknown is the ``kernel`` x
+    ``kernel`` dilation of alpha > 0 minus the erosion of alpha == 255."""
+    square = np.ones((kernel, kernel), np.uint8)
+    touched = cv2.dilate((alpha > 0).astype(np.uint8), square)
+    solid = cv2.erode((alpha == 255).astype(np.uint8), square)
+    trimap = np.full(alpha.shape, UNKNOWN, np.uint8)
+    trimap[touched == 0] = 0
+    trimap[solid == 1] = 255
+    return trimap
+
+
+def trimap_confusion(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """3x3 counts (ground-truth class, predicted class) of two canonical trimaps (0 / 128 / 255)."""
+    if pred.shape != gt.shape:
+        sizes = f"{pred.shape[1]}x{pred.shape[0]}, ground truth {gt.shape[1]}x{gt.shape[0]}"
+        raise MattekitError(f"trimap is {sizes}")
+    lookup = np.zeros(256, np.int64)  # 0 background, 1 unknown, 2 foreground
+    lookup[UNKNOWN], lookup[255] = 1, 2
+    pairs = lookup[gt].ravel() * 3 + lookup[pred].ravel()
+    return np.bincount(pairs, minlength=9).reshape(3, 3)
+
+
+def trimap_scores(confusion: np.ndarray) -> TrimapScores:
+    """Scores of a confusion matrix (one image's, or the sum over a dataset: pooled, as segmentation
+    benchmarks count).  A class absent from both trimaps has IoU 1 (nothing to get wrong)."""
+    hits = np.diag(confusion).astype(np.float64)
+    union = confusion.sum(axis=0) + confusion.sum(axis=1) - hits
+    iou = np.where(union > 0, hits / np.maximum(union, 1), 1.0)
+    return TrimapScores(float(hits.sum() / max(confusion.sum(), 1)), *(float(v) for v in iou))

@@ -15,7 +15,7 @@ import numpy as np
 
 from mattekit.engine import Progress, TileOptions, plan, run_tiled
 from mattekit.errors import MattekitError
-from mattekit.io import DEFAULT_MAX_PIXELS, ImageLike, image_size, read_image
+from mattekit.io import DEFAULT_MAX_PIXELS, ImageLike, image_size, read_gray, read_image
 from mattekit.models import DEFAULT_MODEL, MattingModel, create_model, get_model_info
 from mattekit.trimap import BACKGROUND, FOREGROUND, read_trimap
 
@@ -25,34 +25,45 @@ class MattingInput:
     """A decoded image with its trimap, in mattekit's conventions (see :mod:`mattekit.io`).
 
     ``source_alpha`` is the image file's own alpha channel, if any: the predicted matte is multiplied by
-    it, so what was already transparent in the input stays transparent in the output.
+    it, so what was already transparent in the input stays transparent in the output.  ``mask`` is a
+    coarse foreground mask (H, W) in [0, 1] to make the trimap from when there is none
+    (:mod:`mattekit.joint`).
     """
 
     image: np.ndarray
     trimap: np.ndarray | None
     source_alpha: np.ndarray | None = None
+    mask: np.ndarray | None = None
 
 
 def load_input(
-    image: ImageLike, trimap: ImageLike | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
+    image: ImageLike,
+    trimap: ImageLike | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    mask: ImageLike | None = None,
 ) -> MattingInput:
-    """Decode an image and its optional trimap and check that they fit together (for files, from their
-    headers before either is decoded)."""
-    if isinstance(image, (str, os.PathLike)) and isinstance(trimap, (str, os.PathLike)):
+    """Decode an image, its optional trimap and coarse mask, and check that they fit together (for files,
+    from their headers before any is decoded)."""
+    if isinstance(image, (str, os.PathLike)):
         width, height = image_size(image, max_pixels)
-        trimap_width, trimap_height = image_size(trimap, max_pixels)
-        if (width, height) != (trimap_width, trimap_height):
-            raise MattekitError(
-                f"{trimap}: trimap is {trimap_width}x{trimap_height} but the image is {width}x{height}"
-            )
+        for what, source in (("trimap", trimap), ("mask", mask)):
+            if isinstance(source, (str, os.PathLike)):
+                other_width, other_height = image_size(source, max_pixels)
+                if (width, height) != (other_width, other_height):
+                    raise MattekitError(
+                        f"{source}: {what} is {other_width}x{other_height} but the image is {width}x{height}"
+                    )
     rgb, source_alpha = read_image(image, max_pixels)
     tri = None if trimap is None else read_trimap(trimap, max_pixels)
-    if tri is not None and tri.shape != rgb.shape[:2]:
-        name = trimap if isinstance(trimap, (str, os.PathLike)) else "trimap"
-        raise MattekitError(
-            f"{name}: trimap is {tri.shape[1]}x{tri.shape[0]} but the image is {rgb.shape[1]}x{rgb.shape[0]}"
-        )
-    return MattingInput(rgb, tri, source_alpha)
+    rough = None if mask is None else read_gray(mask, max_pixels)
+    for what, source, array in (("trimap", trimap, tri), ("mask", mask, rough)):
+        if array is not None and array.shape != rgb.shape[:2]:
+            name = source if isinstance(source, (str, os.PathLike)) else what
+            raise MattekitError(
+                f"{name}: {what} is {array.shape[1]}x{array.shape[0]} "
+                f"but the image is {rgb.shape[1]}x{rgb.shape[0]}"
+            )
+    return MattingInput(rgb, tri, source_alpha, rough)
 
 
 def run_model(
@@ -114,6 +125,8 @@ def load_model(model: str | MattingModel = DEFAULT_MODEL, **kwargs: object) -> M
         if kwargs.get("weights") is None and entry.weights is not None:
             kwargs["weights"] = zoo.resolve_weights(entry)
     info = get_model_info(model)
+    if info.requirements.coarse_mask:
+        raise MattekitError(f"model {model!r} makes trimaps, not mattes: use it as --trimap-model {model}")
     if info.requirements.weights and kwargs.get("weights") is None:
         raise MattekitError(f"model {model!r} needs weights: pass --weights FILE")
     _refuse_ignored_options(model, info.factory, kwargs)

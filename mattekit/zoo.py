@@ -698,16 +698,18 @@ def network_size(architecture: str) -> NetworkSize | None:
     """The size of a registered network architecture (built with random init), its FLOPs counted at the
     input size its paper reports them for; None for a weight-free method."""
     from mattekit.models import create_model, get_model_info
-    from mattekit.models.network import NetworkModel
     from mattekit.models.network import parameter_count as count
 
     if not get_model_info(architecture).requirements.weights:
         return None
     model = create_model(architecture, device="cpu")
-    if not isinstance(model, NetworkModel):
+    # Matting networks (NetworkModel) and trimap networks (TGN) both keep their torch module as ``net`` and
+    # count their own FLOPs.
+    net, flops = getattr(model, "net", None), getattr(model, "flops", None)
+    if net is None or flops is None:
         return None
-    side = model.flops_side
-    return NetworkSize(count(model.net), model.flops(side, side), side, model.flops_note)
+    side, note = getattr(model, "flops_side", 512), getattr(model, "flops_note", "")
+    return NetworkSize(count(net), flops(side, side), side, note)
 
 
 @dataclass(frozen=True)

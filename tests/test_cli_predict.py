@@ -116,7 +116,7 @@ def test_user_errors_are_one_line_without_traceback(tmp_path: Path, dev_dir: Pat
     image, trimap = _crop_pair(dev_dir, "GT02", tmp_path)
     cases = [
         ["predict", str(tmp_path / "nope.png"), "-t", str(trimap)],
-        ["predict", str(image)],  # the default model needs a trimap
+        ["predict", str(image), "-t", str(trimap), "--mask", str(trimap)],  # one guide, not two
         ["predict", str(image), "-t", str(trimap), "--model", "no-such-model"],
         ["predict", str(image), "-t", str(trimap), "--bit-depth", "12"],
         ["predict", str(image), "-t", str(trimap), "-o", str(tmp_path / "x.jpg")],

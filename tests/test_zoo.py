@@ -182,11 +182,14 @@ def test_catalogue_covers_the_registry_and_the_official_facts() -> None:
         "gca-dist": "gca", "gca-dist-all-data": "gca",
         "hop-9x9-ri": "hop", "hop-9x9-ri-all-data": "hop-all-data",
         "hattmatting-comp1k": "hattmatting", "hdmatt-comp1k": "hdmatt",
+        "spamattnet-comp1k": "spamattnet", "spamattnet-star-comp1k": "spamattnet-star", "tgn-comp1k": "tgn",
     }
     assert all(entry.weights.hub is None for entry in networks)
-    # Neither HAttMatting's nor HDMatt's authors released weights: there is nothing upstream to import.
-    assert catalogue["hattmatting-comp1k"].upstream is None
-    assert catalogue["hdmatt-comp1k"].upstream is None
+    # The authors of HAttMatting, HDMatt, SPAMattNet and TGN released no weights: nothing upstream to import.
+    unreleased = (
+        "hattmatting-comp1k", "hdmatt-comp1k", "spamattnet-comp1k", "spamattnet-star-comp1k", "tgn-comp1k"
+    )
+    assert all(catalogue[name].upstream is None for name in unreleased)
     upstream = {entry.name: entry.upstream for entry in networks if entry.upstream is not None}
     assert upstream["gca-dist-all-data"].sha256 == (
         "617beae97ca2d274f4a597d5830cd62a501d38b0c3b2bf9758771177276eeb5f"

@@ -22,8 +22,10 @@ from mattekit.evaluate import (
     LAYOUTS,
     Report,
     Row,
+    TrimapReport,
     evaluate_model,
     evaluate_predictions,
+    evaluate_trimaps,
     find_cases,
     pair_predictions,
     refuse_overwriting_cases,
@@ -87,6 +89,12 @@ def eval_command(
             help="Exit 0 even if some files could not be paired (they are listed either way).",
         ),
     ] = False,
+    trimaps: Annotated[
+        Path | None,
+        typer.Option(
+            "--trimaps", help="Folder of predicted trimaps to score against --gt alphas (TGN, Table I)."
+        ),
+    ] = None,
 ) -> None:
     """Score mattes with SAD, MSE, Grad and Conn exactly as the official Deep Image Matting code.
 
@@ -95,6 +103,14 @@ def eval_command(
     --allow-unpaired) or some case could not be scored; the means are over the scored cases.
     """
     check_region(region)
+    if trimaps is not None:
+        if gt is None or pred is not None or data is not None or trimap is not None:
+            raise MattekitError("--trimaps DIR is scored against --gt DIR alone")
+        trimap_report = evaluate_trimaps(trimaps, gt, max_pixels)
+        _show_trimaps(trimap_report, allow_unpaired)
+        if trimap_report.problems and not allow_unpaired:
+            raise typer.Exit(1)
+        return
     if data is not None:
         if pred is not None or gt is not None or trimap is not None:
             raise MattekitError("use either --data DIR or --pred/--gt/--trimap DIR, not both")
@@ -165,3 +181,22 @@ def _list(heading: str, lines: list[str]) -> None:
     err_console.print(heading, soft_wrap=True)
     for line in lines:
         err_console.print(f"  {escape(printable(line))}", soft_wrap=True)
+
+
+def _show_trimaps(report: TrimapReport, allow_unpaired: bool) -> None:
+    """Per-trimap rows and the pooled line, in percent as Table I prints them; unpaired files on stderr."""
+    if report.problems:
+        level = "[yellow]warning:[/]" if allow_unpaired else "[bold red]error:[/]"
+        accept = "" if allow_unpaired else " (--allow-unpaired accepts that)"
+        _list(f"{level} {len(report.problems)} file(s) could not be paired; the pooled line leaves them out"
+              f"{accept}", report.problems)
+    console = Console(highlight=False)
+    console.print("[dim]ground truth:[/] alpha > 0 dilated and alpha = 255 eroded by a 15x15 square (§IV-B1)")
+    table = Table(title=f"trimaps: {len(report.rows)} image(s), percent")
+    for column in ("trimap", "pixAcc", "IoU-Bg", "IoU-Unk", "IoU-Fg", "mIoU"):
+        table.add_column(column, justify="left" if column == "trimap" else "right")
+    for name, scores in [*report.rows, ("all (pooled)", report.pooled)]:
+        values = (scores.pixel_accuracy, scores.iou_background, scores.iou_unknown, scores.iou_foreground,
+                  scores.mean_iou)
+        table.add_row(escape(name), *(f"{100 * v:.2f}" for v in values))
+    console.print(table)

@@ -80,6 +80,8 @@ def _size_rows(architecture: str) -> list[tuple[str, str]]:
     return [
         ("parameters", f"{size.parameters:,} (state_dict values)"),
         (f"FLOPs at {size.side}²", f"{size.flops / 1e9:,.1f} G (FlopCounterMode: 2 per multiply-add){note}"),
+        # Papers' "FLOPs" (thop, fvcore) are usually multiply-adds: SPAMattNet's Table IX is.
+        (f"MACs at {size.side}²", f"{size.flops / 2e9:,.1f} G (multiply-adds, what papers' FLOPs often are)"),
     ]
 
 

@@ -38,8 +38,10 @@ from mattekit.engine import TileOptions, check, plan
 from mattekit.engine.planner import device_kind
 from mattekit.errors import MattekitError, printable
 from mattekit.io import DEFAULT_MAX_PIXELS
+from mattekit.joint import MORPHOLOGY, TrimapMaker, check_fusion, load_trimap_maker, matte
 from mattekit.models import DEFAULT_MODEL, MattingModel
-from mattekit.predictor import load_input, load_model, run_model
+from mattekit.predictor import load_input, load_model
+from mattekit.segment import find_segmenter
 
 
 @app.command()
@@ -98,31 +100,68 @@ def predict(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print how each image would run (tiles, memory) and stop.")
     ] = False,
+    mask: Annotated[
+        Path | None,
+        typer.Option(
+            "--mask",
+            help="Coarse mask of the subject (white = subject), or a folder of masks paired by stem: the "
+            "trimap is made from it. Without --trimap and --mask a salient-object model makes the mask.",
+        ),
+    ] = None,
+    trimap_model: Annotated[
+        str, typer.Option(help="Makes the trimap from the mask: morphology, or tgn (with --trimap-weights).")
+    ] = MORPHOLOGY,
+    trimap_weights: Annotated[
+        Path | None, typer.Option(help="Checkpoint of the trimap model.", show_default=False)
+    ] = None,
+    erode: Annotated[
+        int | None,
+        typer.Option(help="morphology: pixels eroded from the mask (default 2% of the long side).",
+                     show_default=False),
+    ] = None,
+    dilate: Annotated[
+        int | None,
+        typer.Option(help="morphology: pixels dilated around it (default 2% of the long side).",
+                     show_default=False),
+    ] = None,
+    fusion: Annotated[
+        str, typer.Option(help="How a made trimap's known regions join the matte: hard or soft (Eq. 15).")
+    ] = "hard",
 ) -> None:
     """Matte an image (or every image in a folder) and write <stem>_alpha.png, plus <stem>_rgba.png with
-    --rgba and <stem>_composite.png with --background."""
+    --rgba and <stem>_composite.png with --background.  Without --trimap the trimap is made from --mask,
+    or from a mask of the salient subject (pip install "mattekit[auto]")."""
     if bit_depth not in (8, 16):
         raise MattekitError(f"--bit-depth must be 8 or 16, not {bit_depth}")
+    if trimap is not None and mask is not None:
+        raise MattekitError("give --trimap or --mask, not both")
+    check_fusion(fusion)
     backdrop = None if background is None else load_background(background, max_pixels)
     options = OutputOptions(rgba=rgba, background=backdrop, bit_depth=bit_depth)
     tiling = TileOptions(tile=tile, tile_size=tile_size, overlap=overlap, batch=batch, max_memory=max_memory)
     check(tiling)
     if source.is_dir():
-        jobs, planning_failures = plan_folder(source, trimap, output, options)
+        jobs, planning_failures = plan_folder(source, trimap, output, options, mask)
     elif source.exists():
-        jobs, planning_failures = [plan_file(source, trimap, output, options)], []
+        jobs, planning_failures = [plan_file(source, trimap, output, options, mask)], []
     else:
         raise MattekitError(f"{source}: no such file or folder")
     refuse_overwriting_inputs(jobs, Path(background) if backdrop is not None and backdrop.ndim == 3 else None)
     matting_model = load_model(model, weights=weights, device=device)
-    if matting_model.requirements.trimap and trimap is None:
-        raise MattekitError(f"model {model!r} needs a trimap: pass --trimap (make one: `mattekit trimap`)")
     # The outputs are made in host memory: on the CPU the engine's budget holds for them too.
     budget = host_memory_budget(max_memory, on_cpu=device_kind(matting_model) == "cpu")
     options = replace(options, memory_budget=budget)
+    maker, trimap_path = None, "given (--trimap)"
+    if trimap is None and matting_model.requirements.trimap:
+        maker = load_trimap_maker(trimap_model, trimap_weights, device, erode, dilate)
+        # The segmenter is looked up now, so a missing extra stops the run before any image is read.
+        mask_source = "--mask" if mask is not None else f"automatic mask: {find_segmenter().describe()}"
+        trimap_path = f"{maker.describe(mask_source)}; {fusion} fusion"
     if dry_run:
-        _print_plans(jobs, matting_model, tiling, max_pixels)
+        _print_plans(jobs, matting_model, tiling, max_pixels, maker, trimap_path)
         return
+    if maker is not None:
+        err_console.print(f"trimap: {escape(trimap_path)}", soft_wrap=True)
 
     with _progress() as progress:
         task = progress.add_task("matting", total=len(jobs))
@@ -135,7 +174,7 @@ def predict(
                 progress.reset(tiles, visible=False)
 
         results = run_batch(
-            jobs, lambda data: run_model(matting_model, data, tiling, tile_progress), options,
+            jobs, lambda data: matte(matting_model, data, maker, fusion, tiling, tile_progress), options,
             skip_existing=skip_existing, max_pixels=max_pixels,
         )
         report = collect(_advancing(results, progress, task), planning_failures)
@@ -144,17 +183,30 @@ def predict(
         raise typer.Exit(1)
 
 
-def _print_plans(jobs: list[Job], model: MattingModel, tiling: TileOptions, max_pixels: int) -> None:
-    """--dry-run: how each image would run (whole or tiles, tiles skipped, memory), without running it."""
+def _print_plans(
+    jobs: list[Job],
+    model: MattingModel,
+    tiling: TileOptions,
+    max_pixels: int,
+    maker: TrimapMaker | None,
+    trimap_path: str,
+) -> None:
+    """--dry-run: which path makes the trimap, and how each image would run (whole or tiles, tiles
+    skipped, memory), without matting it (a trimap to be made is made, since the tiles depend on it)."""
     for job in jobs:
         try:
-            data = load_input(job.image, job.trimap, max_pixels)
+            data = load_input(job.image, job.trimap, max_pixels, mask=job.mask)
+            trimap = data.trimap
+            if trimap is None and maker is not None:
+                trimap = maker.estimate(data.image, data.mask).trimap
         except MattekitError as err:
             typer.echo(f"{job.image}: {err}")
             continue
         height, width = data.image.shape[:2]
         typer.echo(f"{job.image}:")
-        for line in plan(model, height, width, data.trimap, tiling).describe():
+        if model.requirements.trimap:
+            typer.echo(f"  trimap: {trimap_path}")
+        for line in plan(model, height, width, trimap, tiling).describe():
             typer.echo(f"  {line}")
 
 

@@ -21,7 +21,8 @@ from mattekit.io import (
     refuse_overwrite,
     write_png,
 )
-from mattekit.trimap import from_mask, grabcut_mask, grabcut_pixels
+from mattekit.joint import MORPHOLOGY, load_trimap_maker
+from mattekit.trimap import grabcut_mask, grabcut_pixels
 
 
 def _parse_rect(spec: str) -> tuple[int, int, int, int]:
@@ -55,8 +56,14 @@ def trimap(
             "it is segmented on a scaled-down copy.",
         ),
     ] = None,
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="morphology (erode / dilate), or tgn (needs --weights).")
+    ] = MORPHOLOGY,
+    weights: Annotated[Path | None, typer.Option(help="Checkpoint of the trimap model.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N] (trimap networks only).")] = "auto",
 ) -> None:
-    """Make a trimap (0 background, 128 unknown, 255 foreground) from a mask or a GrabCut box."""
+    """Make a trimap (0 background, 128 unknown, 255 foreground) from a mask or a GrabCut box, by erosion
+    and dilation or with TGN."""
     if (mask is None) == (rect is None):
         raise MattekitError("give exactly one of --mask and --rect")
     if output.suffix.lower() != ".png" or output.is_dir():
@@ -65,11 +72,14 @@ def trimap(
     check_writable_folders([output])
     box = None if rect is None else _parse_rect(rect)
     width, height = image_size(image, max_pixels)  # before anything is decoded
+    maker = load_trimap_maker(model, weights, device, erode, dilate)
     if mask is not None:
         mask_width, mask_height = image_size(mask, max_pixels)
         if (mask_width, mask_height) != (width, height):
             raise MattekitError(f"{mask}: mask is {mask_width}x{mask_height}, image is {width}x{height}")
         rough = read_gray(mask, max_pixels)
+        # the morphology needs the mask alone: the photo is decoded only for a trimap network
+        picture = None if maker.model is None else read_image(image, max_pixels)[0]
     else:
         budget = host_memory_budget(max_memory)
         pixels = grabcut_pixels(height, width, budget)
@@ -81,6 +91,7 @@ def trimap(
             )
         picture, _ = read_image(image, max_pixels)
         rough = grabcut_mask(picture, box, max_pixels=pixels)
-        del picture
-    write_png(output, from_mask(rough, erode, dilate))
+    trimap = maker.estimate(picture, rough).trimap
+    del picture
+    write_png(output, trimap)
     err_console.print(f"wrote {escape(str(output))}", soft_wrap=True)

@@ -35,6 +35,8 @@ _MODEL_MODULES = (
     "mattekit.models.hattmatting",
     "mattekit.models.hdmatt",
     "mattekit.models.hop",
+    "mattekit.models.spamattnet",
+    "mattekit.models.tgn",
 )
 
 

@@ -95,3 +95,21 @@ class MattingModel(ABC):
     ) -> np.ndarray:
         """Raw alpha for a batch of tiles, given the candidate patches ``context`` asked for."""
         raise NotImplementedError(f"{type(self).__name__} sets `context` but not infer_context")
+
+
+class TrimapModel(ABC):
+    """A model that turns images and coarse foreground masks into trimaps (TGN, SPAMattNet §III-A).
+
+    ``images`` float32 (B, H, W, 3) RGB in [0, 1] and ``masks`` float32 (B, H, W) in [0, 1], already
+    padded as ``requirements`` asks; the result is float32 (B, 3, H, W): the probabilities of
+    background, unknown and foreground at every pixel.
+    """
+
+    requirements: ClassVar[Requirements] = Requirements(trimap=False, coarse_mask=True, weights=True)
+
+    #: Where ``probabilities`` runs ("cpu", "cuda", "cuda:1").
+    device: str = "cpu"
+
+    @abstractmethod
+    def probabilities(self, images: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        """Class probabilities (B, 3, H, W) for a batch of padded images and coarse masks."""

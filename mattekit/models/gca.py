@@ -22,6 +22,7 @@ from mattekit.models.layers import (
     ResNetDEncoder,
     batch_norm,
     guidance_stage,
+    key_weights,
     mask_self,
     patch_similarity,
     propagate,
@@ -65,10 +66,7 @@ class GuidedContextualAttention(nn.Module):
     @staticmethod
     def _attend(guide: Tensor, alpha: Tensor, unknown: Tensor) -> Tensor:
         """One image: (C, H, W) alpha feature spread by the attention of the (Cg, H/2, W/2) guidance."""
-        ratio = unknown.mean()
-        # Eq. 5-6: keys from the smaller region get more weight, so it is not drowned by the larger one.
-        unknown_weight = torch.sqrt(ratio / (1 - ratio)).clamp(0.1, 10)
-        known_weight = torch.sqrt((1 - ratio) / ratio).clamp(0.1, 10)
+        unknown_weight, known_weight = key_weights(unknown.mean())
         is_unknown = unknown_keys(unknown)
         weights = torch.where(is_unknown, unknown_weight, known_weight)
         scores = patch_similarity(guide, guide) * weights[:, None, None]

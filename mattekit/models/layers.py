@@ -275,6 +275,18 @@ def patch_similarity(queries: Tensor, keys: Tensor) -> Tensor:
     return F.conv2d(F.pad(queries[None], (1, 1, 1, 1), mode="reflect"), patches / norms)[0]
 
 
+def key_weights(unknown_share: Tensor) -> tuple[Tensor, Tensor]:
+    """GCA Eq. 5-6: the weights of unknown keys and of known keys, given the unknown share of the area.
+
+    Keys from the smaller region get more weight so it is not drowned by the larger one:
+    clamp(sqrt(|U| / |K|)) and clamp(sqrt(|K| / |U|)) with clamp to [0.1, 10].  A share of 0 or 1 gives
+    0 / inf before the clamp, so the weights stay finite without an epsilon.
+    """
+    unknown_weight = torch.sqrt(unknown_share / (1 - unknown_share)).clamp(0.1, 10)
+    known_weight = torch.sqrt((1 - unknown_share) / unknown_share).clamp(0.1, 10)
+    return unknown_weight, known_weight
+
+
 def unknown_keys(unknown: Tensor) -> Tensor:
     """(L,) bool: keys whose 3x3 window of the reflect-padded (1, h, w) unknown mask touches it."""
     return reflect_patches(unknown, 3, 1).mean(dim=(1, 2, 3)) > 0

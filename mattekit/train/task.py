@@ -51,7 +51,12 @@ __all__ = [
 
 # Modules that register tasks when imported (one per architecture, like mattekit.models._MODEL_MODULES).
 _TASK_MODULES = (
-    "mattekit.train.gca", "mattekit.train.hattmatting", "mattekit.train.hdmatt", "mattekit.train.hop",
+    "mattekit.train.gca",
+    "mattekit.train.hattmatting",
+    "mattekit.train.hdmatt",
+    "mattekit.train.hop",
+    "mattekit.train.spamattnet",
+    "mattekit.train.tgn",
 )
 
 
