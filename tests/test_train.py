@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -189,6 +190,24 @@ def test_sigterm_saves_and_stops_cleanly(
     assert not list((tmp_path / "run" / "checkpoints").glob("*.part"))
 
 
+def test_sigterm_to_the_whole_job_with_workers_saves(tmp_path: Path, data_dir: Path) -> None:
+    """A cluster pre-empts by signalling every process of the job, DataLoader workers included."""
+    recipe = tiny_recipe_file(tmp_path / "r.toml", steps=100000, workers=1, save_every=100000)
+    run = tmp_path / "run"
+    job = subprocess.Popen(
+        [sys.executable, str(TESTS / "train_ddp_run.py"), str(recipe), str(data_dir), str(run)],
+        env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while not (run / "metrics.csv").is_file() and time.monotonic() < deadline and job.poll() is None:
+        time.sleep(0.2)
+    os.killpg(job.pid, signal.SIGTERM)
+    output = job.communicate(timeout=120)[0]
+    assert job.returncode == 143, output
+    state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert state["step"] >= 1 and state["data_position"] == state["step"] * 2
+
+
 # --- GCA end to end ---------------------------------------------------------------------------------------
 
 
@@ -280,7 +299,6 @@ def test_gca_run_exports_weights_predict_loads_and_models_add_names(
     assert main(["models", "add", "gca-dist", str(run)]) == 2
     assert main(["models", "add", "my-gca", str(run)]) == 2
     assert "--replace" in capsys.readouterr().err
-    assert main(["models", "add", "my-gca", str(run), "--replace"]) == 0
     model.write_bytes(model.read_bytes()[:-1] + b"\0")
     assert main(["models", "add", "other", str(run)]) == 2
     assert "is not the" in capsys.readouterr().err

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import random
+import signal
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -488,7 +489,14 @@ class StreamSampler(Sampler[tuple[int, int]]):
 
 def seed_worker(worker_id: int) -> None:
     """DataLoader ``worker_init_fn``: per-worker seeds for Python's and NumPy's global generators (derived
-    from the seed torch gives each worker)."""
+    from the seed torch gives each worker); SIGTERM and SIGINT are left to the main process.
+
+    A cluster pre-empting a job signals every process of it: a worker that died of it would make the main
+    process fail with "DataLoader worker is killed" instead of saving; the main process stops the workers
+    itself once it has saved.
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     seed = torch.initial_seed() % 2**32
     random.seed(seed)
     np.random.seed(seed)
