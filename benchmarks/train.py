@@ -87,6 +87,18 @@ def baseline_sad(val: Path) -> float:
     return float(np.mean(sads))
 
 
+def untrained_sad(val: Path) -> float:
+    """Mean SAD of GCA at its random initialisation (seed 0): where the validation curve starts."""
+    import torch
+
+    from mattekit.evaluate import find_cases, predict_and_score
+    from mattekit.models import create_model
+
+    torch.manual_seed(0)
+    rows, _ = predict_and_score(find_cases(val).cases, create_model("gca", device="cpu"))
+    return float(np.mean([row.scores.sad for row in rows]))
+
+
 def learn(args: argparse.Namespace) -> None:
     from mattekit.train import load_recipe
     from mattekit.train.trainer import train
@@ -105,6 +117,7 @@ def learn(args: argparse.Namespace) -> None:
                    device="cpu")
     print(f"learn: {result.step} steps in {time.perf_counter() - begin:.0f} s; load {load()}")
     print(f"baseline (0.5 in the unknown region) SAD {baseline_sad(val_dir):.3f}")
+    print(f"untrained GCA SAD {untrained_sad(val_dir):.3f}")
     with (run / "metrics.csv").open() as stream:
         for row in csv.DictReader(stream):
             if row["val_sad"]:
@@ -147,21 +160,71 @@ def overfit(args: argparse.Namespace) -> None:
                   flush=True)
 
 
-def data_speed(args: argparse.Namespace) -> None:
-    """Samples/s of mattekit's data chain at the GCA recipe (one process, no workers)."""
+def _mattekit_samples(train_dir: Path, crop: int, count: int) -> float:
     from mattekit.train import load_recipe
     from mattekit.train.data import TrainingSet, find_source
     from mattekit.train.task import get_task
 
-    train_dir, _ = build_data(args.work)
-    recipe = load_recipe("gca", [f"crop_size={args.crop}"])
+    recipe = load_recipe("gca", [f"crop_size={crop}"])
     dataset = TrainingSet(find_source(train_dir, recipe.data), recipe, get_task("gca")(recipe))
-    count = args.samples
+    dataset[(0, 0)]  # warm up (imports, OpenCV kernels)
     begin = time.perf_counter()
     for index in range(count):
-        dataset[(0, index % len(dataset))]
-    seconds = time.perf_counter() - begin
-    print(f"mattekit data chain: {count / seconds:.1f} samples/s (crop {args.crop}); load {load()}")
+        dataset[(index // len(dataset), index % len(dataset))]
+    return count / (time.perf_counter() - begin)
+
+
+def _official_samples(official: Path, train_dir: Path, crop: int, count: int) -> float:
+    """The official ``DataGenerator`` on the same files, at the same crop, in this process.
+
+    ``official`` is a scratch copy of Yaoyi-Li/GCA-Matting (never this repository) with its pure-Python
+    requirements installed beside it: ``pip install --target OFFICIAL/_deps --no-deps easydict tensorboardX
+    toml``.  Two shims make it import on today's stack without changing what it computes: ``np.int`` (gone
+    from NumPy 1.24) is ``int``, and torchvision, used only for ``transforms.Compose``, is a stand-in.
+    """
+    import types
+
+    sys.path[:0] = [str(official), str(official / "_deps")]
+    np.int = int  # type: ignore[attr-defined]
+    torchvision = types.ModuleType("torchvision")
+    transforms = types.ModuleType("torchvision.transforms")
+
+    class Compose:
+        def __init__(self, steps: list) -> None:
+            self.steps = steps
+
+        def __call__(self, sample: dict) -> dict:
+            for step in self.steps:
+                sample = step(sample)
+            return sample
+
+    transforms.Compose = Compose  # type: ignore[attr-defined]
+    torchvision.transforms = transforms  # type: ignore[attr-defined]
+    sys.modules.update({"torchvision": torchvision, "torchvision.transforms": transforms})
+    from dataloader.data_generator import DataGenerator  # the official generator
+    from dataloader.image_file import ImageFileTrain
+    from utils import CONFIG
+
+    CONFIG.data.crop_size = crop
+    files = ImageFileTrain(str(train_dir / "alpha"), str(train_dir / "fg"), str(train_dir / "bg"),
+                           alpha_ext=".png", fg_ext=".png", bg_ext=".png")
+    generator = DataGenerator(files, phase="train")
+    generator[0]
+    begin = time.perf_counter()
+    for index in range(count):
+        generator[index % len(generator)]
+    return count / (time.perf_counter() - begin)
+
+
+def data_speed(args: argparse.Namespace) -> None:
+    """Samples/s of the data chain at the GCA recipe, one process: mattekit and, side by side in the same
+    run, the official generator on the same files."""
+    train_dir, _ = build_data(args.work)
+    ours = _mattekit_samples(train_dir, args.crop, args.samples)
+    print(f"mattekit data chain: {ours:.1f} samples/s (crop {args.crop}); load {load()}", flush=True)
+    if args.official is not None:
+        theirs = _official_samples(args.official, train_dir, args.crop, args.samples)
+        print(f"official DataGenerator: {theirs:.1f} samples/s; ratio {ours / theirs:.2f}x; load {load()}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -174,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--val-every", type=int, default=25)
     parser.add_argument("--samples", type=int, default=100)
+    parser.add_argument("--official", type=Path, help="scratch copy of Yaoyi-Li/GCA-Matting (data)")
     args = parser.parse_args(argv)
     {"learn": learn, "overfit": overfit, "data": data_speed}[args.what](args)
     return 0
