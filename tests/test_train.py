@@ -229,7 +229,7 @@ def one_thread() -> object:
 
 def test_gca_overfits_a_real_composite(tmp_path: Path, dev_dir: Path, one_thread: object) -> None:
     """The GCA task's own step, optimiser and clipping on two 32 px crops of a dev photo's estimated
-    foreground (pymatting) over another real photo: the unknown-region L1 falls from ~0.40 to ~0.11 in six
+    foreground (pymatting) over another real photo: the unknown-region L1 falls from 0.40 to 0.14 in five
     steps (measured; the bound leaves room).  The held-out curve is benchmarks/train.py learn."""
     root = tmp_path / "data"
     extract_foregrounds(
@@ -260,9 +260,9 @@ def test_gca_overfits_a_real_composite(tmp_path: Path, dev_dir: Path, one_thread
         Distributed(0, 1, 0, cpu),
     )
     losses = []
-    for step in range(6):
+    for step in range(5):
         ctx.step = step
-        losses.append(float(task.training_step(batch, ctx)["loss"]))
+        losses.append(float(task.training_step(batch, ctx)["loss"].detach()))
     assert losses[-1] < 0.5 * losses[0], losses
 
 
