@@ -350,6 +350,14 @@ def test_gca_run_exports_weights_predict_loads_and_models_add_names(
         == 0
     )
     assert named.read_bytes() == out.read_bytes()
+    # eval by name scores what the run's own validation scored: the same weights, images and metrics
+    report = tmp_path / "eval.json"
+    assert (
+        main(["eval", "--data", str(val_dir), "--model", "my-gca", "--device", "cpu", "--json", str(report)])
+        == 0
+    )
+    sad = __import__("json").loads(report.read_text())["mean"]["all"]["sad"]
+    assert sad == pytest.approx(float(val_rows[0]["val_sad"]), rel=1e-5)
     assert main(["models", "list"]) == 0
     listing = capsys.readouterr().out
     assert "my-gca" in listing and f"{float(val_rows[0]['val_sad']):.4g}" in listing

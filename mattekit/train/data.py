@@ -35,7 +35,7 @@ from torch.utils.data import Dataset, Sampler
 
 from mattekit.errors import MattekitError
 from mattekit.io import list_images, read_gray, read_image
-from mattekit.trimap import BACKGROUND, FOREGROUND, UNKNOWN
+from mattekit.trimap import BACKGROUND, FOREGROUND, UNKNOWN, read_trimap
 
 if TYPE_CHECKING:
     from mattekit.train.recipe import DataOptions, Recipe
@@ -456,7 +456,7 @@ class TrainingSet(Dataset):
                 sample = merge_foregrounds(sample, fg2, alpha2, interp)
         else:
             image_index = index % len(source.images)
-            trimap = read_gray(source.trimaps[image_index]) if source.trimaps else None
+            trimap = read_trimap(source.trimaps[image_index]) if source.trimaps else None
             sample = Sample(
                 alpha=read_gray(source.alphas[image_index]),
                 image=read_image(source.images[image_index])[0],
@@ -464,10 +464,7 @@ class TrainingSet(Dataset):
             )
             if trimap is not None:
                 # A given trimap is used as it is: no resizing or warping that it would not follow.
-                quantised = np.full(trimap.shape, UNKNOWN, np.uint8)
-                quantised[trimap < 85 / 255] = BACKGROUND
-                quantised[trimap >= 170 / 255] = FOREGROUND
-                return replace(sample, trimap=quantised)
+                return replace(sample, trimap=trimap)
         if rng.random() < options.resize_prob:
             sample = resize_square(sample, options.resize_size, interp)
         sample = random_affine(sample, options, rng, interp)
