@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
-from train_tiny import make_composition  # noqa: E402  (tests/ is on sys.path under pytest)
+from train_tiny import make_composition, make_validation  # noqa: E402  (tests/ is on sys.path under pytest)
 
 from mattekit.errors import MattekitError
 from mattekit.train import load_recipe
@@ -162,3 +162,25 @@ def test_stream_sampler_shards_every_epoch_like_distributed_sampler() -> None:
     order = whole.permutation(0)
     assert sorted(order) == list(range(7)) and whole.permutation(1) != order
     assert math.ceil(7 / 2) == shards[0].per_rank
+
+
+def test_composited_layout_keeps_its_own_trimap(dev_dir: Path, tmp_path: Path) -> None:
+    """image/ alpha/ trimap/: no composition, and the given trimap is cropped with the image, not remade."""
+    make_validation(dev_dir, tmp_path, names=("GT03", "GT05"), size=(120, 90))
+    recipe = load_recipe("gca", ["crop_size=64", "data.hue=0"])  # no jitter: pixels stay comparable
+    source = find_source(tmp_path, recipe.data)
+    assert source.layout == "composited" and len(source.trimaps) == 2
+    fields = TrainingSet(source, recipe, get_task("gca")(recipe))[(0, 0)]
+    assert set(fields) == {"image", "alpha", "trimap"}
+    stem = source.images[0].stem
+    image = cv2.cvtColor(cv2.imread(str(tmp_path / "image" / f"{stem}.png")), cv2.COLOR_BGR2RGB)
+    trimap = cv2.imread(str(tmp_path / "trimap" / f"{stem}.png"), cv2.IMREAD_GRAYSCALE)
+    windows = np.lib.stride_tricks.sliding_window_view(trimap, (64, 64))
+    found = [
+        (top, left)
+        for top, left in np.argwhere((windows == fields["trimap"][0]).all(axis=(2, 3)))
+        if np.array_equal(
+            image[top : top + 64, left : left + 64], np.rint(fields["image"] * 255).transpose(1, 2, 0)
+        )
+    ]
+    assert found, "the crop is not a window of the given image and trimap"

@@ -1,4 +1,5 @@
-"""Run by tests/test_train.py under torchrun: train the tiny task (registered on import) from a recipe."""
+"""Run by tests/test_train.py (under torchrun, or alone): train the tiny task from a recipe file; exit
+status 143 when the run was stopped by a signal."""
 
 import sys
 
@@ -8,4 +9,5 @@ from mattekit.train import load_recipe
 from mattekit.train.trainer import train
 
 recipe_file, data, run_dir = sys.argv[1:4]
-train(load_recipe(recipe_file), data, run_dir, device="cpu", quiet=True)
+result = train(load_recipe(recipe_file), data, run_dir, device="cpu", quiet=True)
+sys.exit(143 if result.stopped else 0)

@@ -32,14 +32,11 @@ _BN_FIELDS = ("weight", "bias", "running_mean", "running_var")
 
 def _translate(key: str) -> str:
     """A timm / torchvision ResNet key in the encoder's naming (SN convs keep their weight in weight_bar)."""
-    key = re.sub(r"^(module\.|model\.|backbone\.)", "", key)
     for prefix, ours in _STEM.items():
         if key.startswith(prefix):
             key = ours + key[len(prefix) :]
             break
-    key = re.sub(r"^layer4\.", "layer_bottleneck.", key)
-    # torchvision's downsample is conv, bn; the -D variant (and ours) is avgpool, conv, bn.
-    return key
+    return re.sub(r"^layer4\.", "layer_bottleneck.", key)
 
 
 def _conv_names(encoder: nn.Module) -> dict[str, SpectralNorm]:
@@ -55,8 +52,13 @@ def load_resnet34_encoder(encoder: nn.Module, state_dict: Mapping[str, Tensor]) 
     ours = encoder.state_dict()
     convs = _conv_names(encoder)
     filled: list[str] = []
+    keys = [re.sub(r"^(module\.|model\.|backbone\.)", "", key) for key in state_dict]
+    # torchvision's 7x7 stem (conv1, bn1) has no counterpart in the 3x3 deep stem: skip it.
+    deep_stem = "conv1.0.weight" in keys
     with torch.no_grad():
-        for key, value in state_dict.items():
+        for key, value in zip(keys, state_dict.values(), strict=True):
+            if not deep_stem and (key.startswith("conv1.") or key.startswith("bn1.")):
+                continue
             name = _translate(key)
             candidates = [name]
             if ".downsample.0." in name or ".downsample.1." in name:

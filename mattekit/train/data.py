@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import random
+import signal
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -34,7 +35,7 @@ from torch.utils.data import Dataset, Sampler
 
 from mattekit.errors import MattekitError
 from mattekit.io import list_images, read_gray, read_image
-from mattekit.trimap import BACKGROUND, FOREGROUND, UNKNOWN
+from mattekit.trimap import BACKGROUND, FOREGROUND, UNKNOWN, read_trimap
 
 if TYPE_CHECKING:
     from mattekit.train.recipe import DataOptions, Recipe
@@ -92,10 +93,20 @@ class Resampler:
         return default if self.fixed is None else self.fixed
 
 
+_OVERSHOOTING = (cv2.INTER_CUBIC, cv2.INTER_LANCZOS4)
+
+
+def unit_range(array: np.ndarray) -> np.ndarray:
+    """``array`` clipped to [0, 1] in place (faster than ``np.clip``, which allocates)."""
+    np.minimum(array, 1.0, out=array)
+    np.maximum(array, 0.0, out=array)
+    return array
+
+
 def resize(array: np.ndarray, width: int, height: int, method: int) -> np.ndarray:
     """``cv2.resize`` that keeps float values in range (cubic and Lanczos overshoot)."""
     out = cv2.resize(array, (width, height), interpolation=method)
-    return np.clip(out, 0.0, 1.0) if method in (cv2.INTER_CUBIC, cv2.INTER_LANCZOS4) else out
+    return unit_range(out) if method in _OVERSHOOTING else out
 
 
 def merge_foregrounds(sample: Sample, fg2: np.ndarray, alpha2: np.ndarray, interp: Resampler) -> Sample:
@@ -157,9 +168,9 @@ def random_affine(
     matrix = affine_matrix(height, width, angle, scale, shear, flip)  # type: ignore[arg-type]
 
     def warp(array: np.ndarray) -> np.ndarray:
-        flags = interp(cv2.INTER_NEAREST) + cv2.WARP_INVERSE_MAP
-        out = cv2.warpAffine(array, matrix, (width, height), flags=flags)
-        return np.clip(out, 0.0, 1.0)
+        method = interp(cv2.INTER_NEAREST)
+        out = cv2.warpAffine(array, matrix, (width, height), flags=method + cv2.WARP_INVERSE_MAP)
+        return unit_range(out) if method in _OVERSHOOTING else out
 
     fields = {"alpha": warp(sample.alpha)}
     for key in ("fg", "image"):
@@ -250,13 +261,16 @@ def jitter(sample: Sample, hue: float, rng: np.random.Generator) -> Sample:
     if hue <= 0 or colour is None or not np.any(sample.alpha > 0):
         return sample
     hsv = cv2.cvtColor(np.ascontiguousarray(colour, dtype=np.float32), cv2.COLOR_RGB2HSV)
-    hsv[..., 0] = np.remainder(hsv[..., 0] + rng.integers(-int(hue), int(hue)), 360)
+    planes = list(cv2.split(hsv))  # contiguous planes: in-place arithmetic on them is fast
+    planes[0] += np.float32(rng.integers(-int(hue), int(hue)))
+    np.remainder(planes[0], 360, out=planes[0])
     inside = sample.alpha > 0
-    for channel in (1, 2):
-        bar = 1.1 - hsv[..., channel][inside].mean()
-        moved = np.abs(hsv[..., channel] + rng.random() * bar / 5 - bar / 10)
-        hsv[..., channel] = np.where(moved > 1, 2 - moved, moved)
-    rgb = np.clip(cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB), 0.0, 1.0)
+    for plane in planes[1:]:
+        bar = 1.1 - plane[inside].mean()
+        plane += np.float32(rng.random() * bar / 5 - bar / 10)
+        np.abs(plane, out=plane)
+        np.subtract(2, plane, out=plane, where=plane > 1)  # reflect back below 1
+    rgb = unit_range(cv2.cvtColor(cv2.merge(planes), cv2.COLOR_HSV2RGB))
     return replace(sample, **{target: rgb})
 
 
@@ -264,8 +278,9 @@ def composite(sample: Sample) -> Sample:
     """The training image I = a F + (1 - a) B, computed once in float32 (a composited sample is kept)."""
     if sample.fg is None or sample.bg is None:
         return sample
-    a = sample.alpha[..., None]
-    return replace(sample, image=(a * sample.fg + (1 - a) * sample.bg).astype(np.float32))
+    fg, bg, alpha = (np.ascontiguousarray(x, dtype=np.float32) for x in (sample.fg, sample.bg, sample.alpha))
+    a = alpha[..., None]
+    return replace(sample, fg=fg, bg=bg, alpha=alpha, image=a * fg + (1 - a) * bg)
 
 
 def to_arrays(sample: Sample) -> dict[str, np.ndarray]:
@@ -441,7 +456,7 @@ class TrainingSet(Dataset):
                 sample = merge_foregrounds(sample, fg2, alpha2, interp)
         else:
             image_index = index % len(source.images)
-            trimap = read_gray(source.trimaps[image_index]) if source.trimaps else None
+            trimap = read_trimap(source.trimaps[image_index]) if source.trimaps else None
             sample = Sample(
                 alpha=read_gray(source.alphas[image_index]),
                 image=read_image(source.images[image_index])[0],
@@ -449,10 +464,7 @@ class TrainingSet(Dataset):
             )
             if trimap is not None:
                 # A given trimap is used as it is: no resizing or warping that it would not follow.
-                quantised = np.full(trimap.shape, UNKNOWN, np.uint8)
-                quantised[trimap < 85 / 255] = BACKGROUND
-                quantised[trimap >= 170 / 255] = FOREGROUND
-                return replace(sample, trimap=quantised)
+                return replace(sample, trimap=trimap)
         if rng.random() < options.resize_prob:
             sample = resize_square(sample, options.resize_size, interp)
         sample = random_affine(sample, options, rng, interp)
@@ -488,7 +500,14 @@ class StreamSampler(Sampler[tuple[int, int]]):
 
 def seed_worker(worker_id: int) -> None:
     """DataLoader ``worker_init_fn``: per-worker seeds for Python's and NumPy's global generators (derived
-    from the seed torch gives each worker)."""
+    from the seed torch gives each worker); SIGTERM and SIGINT are left to the main process.
+
+    A cluster pre-empting a job signals every process of it: a worker that died of it would make the main
+    process fail with "DataLoader worker is killed" instead of saving; the main process stops the workers
+    itself once it has saved.
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     seed = torch.initial_seed() % 2**32
     random.seed(seed)
     np.random.seed(seed)

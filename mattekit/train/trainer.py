@@ -332,6 +332,11 @@ class Trainer:
         if recipe.channels_last:
             self.modules = {n: m.to(memory_format=torch.channels_last) for n, m in self.modules.items()}
         self.wrapped = {name: self._wrap(module) for name, module in self.modules.items()}
+        if recipe.compile:
+            if self.procs.device.type == "cuda":
+                self.wrapped = {name: torch.compile(module) for name, module in self.wrapped.items()}
+            else:
+                self._say("[yellow]warning:[/] compile = true applies on GPUs only; running eagerly")
         self.optimizations = self.task.configure_optimizers(self.modules)
         cuda = self.procs.device.type == "cuda"
         self.precision = (
@@ -476,8 +481,14 @@ class Trainer:
             persistent_workers=recipe.workers > 0,
             prefetch_factor=4 if recipe.workers > 0 else None,
         )
+        layout = torch.channels_last if recipe.channels_last else torch.contiguous_format
         for batch in loader:
-            yield {key: value.to(self.procs.device, non_blocking=True) for key, value in batch.items()}
+            yield {
+                key: value.to(self.procs.device, non_blocking=True, memory_format=layout)
+                if value.dim() == 4
+                else value.to(self.procs.device, non_blocking=True)
+                for key, value in batch.items()
+            }
 
     def run(self, stop_at: int | None = None) -> RunResult:
         """Train to ``recipe.steps`` (or ``stop_at``, saving there: a pre-emption at a chosen step)."""

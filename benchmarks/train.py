@@ -1,0 +1,247 @@
+"""Training benchmarks: GCA learns on real composited data, overfits one image, and its speed.
+
+    python benchmarks/train.py learn   --work /tmp/mk-train [--steps 200]   # validation curve on held-out
+    python benchmarks/train.py overfit --work /tmp/mk-train [--steps 60]    # one crop, SAD against steps
+    python benchmarks/train.py data    --work /tmp/mk-train [--official DIR] # data pipeline samples/s
+
+Data (built once under --work): foregrounds estimated (pymatting, via ``extract_foregrounds``) from the
+alphamatting.com dev photos and their ground-truth alpha, at most 320 px, composited on the fly over the
+alphamatting.com *test* photos (other real pictures).  GT01-GT07 train; GT08 and GT09, over two
+backgrounds no training sample uses and with the benchmark's own Trimap1, are the held-out validation
+set.  Results go to docs/benchmarks.md ("Training"), with `uptime` load beside every timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+SHARED = Path(os.environ.get("MATTEKIT_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+DEV = SHARED / "data" / "alphamatting-dev"
+TEST = SHARED / "data" / "alphamatting-test"
+TRAIN_NAMES = [f"GT0{i}" for i in range(1, 8)]
+VAL_NAMES = ["GT08", "GT09"]
+MAX_SIDE = 320
+
+
+def load() -> str:
+    return os.getloadavg().__repr__()
+
+
+def build_data(work: Path) -> tuple[Path, Path]:
+    """``work/train`` (fg/ alpha/ bg/) and ``work/val`` (image/ alpha/ trimap/); built once."""
+    from mattekit.compose import estimate_foreground
+    from mattekit.io import read_gray, read_image, write_png
+    from mattekit.train.data import extract_foregrounds
+
+    train, val = work / "train", work / "val"
+    backgrounds = sorted((TEST / "input_lowres").glob("*.png"))
+    if not (train / "fg").is_dir():
+        names = TRAIN_NAMES
+        extract_foregrounds(
+            [DEV / "input_training_lowres" / f"{n}.png" for n in names],
+            [DEV / "gt_training_lowres" / f"{n}.png" for n in names], train, MAX_SIDE,
+        )
+        (train / "bg").mkdir(parents=True, exist_ok=True)
+        for path in backgrounds[:6]:
+            image = cv2.imread(str(path))
+            ratio = MAX_SIDE / max(image.shape[:2])
+            size = (round(image.shape[1] * ratio), round(image.shape[0] * ratio))
+            cv2.imwrite(str(train / "bg" / path.name), cv2.resize(image, size, interpolation=cv2.INTER_AREA))
+    if not (val / "image").is_dir():
+        for name, bg_path in zip(VAL_NAMES, backgrounds[6:8], strict=True):
+            image, alpha = read_image(DEV / "input_training_lowres" / f"{name}.png")[0], read_gray(
+                DEV / "gt_training_lowres" / f"{name}.png")
+            trimap = cv2.imread(str(DEV / "trimap_training_lowres" / "Trimap1" / f"{name}.png"), 0)
+            ratio = MAX_SIDE / max(alpha.shape)
+            size = (round(alpha.shape[1] * ratio), round(alpha.shape[0] * ratio))
+            image = np.clip(cv2.resize(image, size, interpolation=cv2.INTER_AREA), 0, 1)
+            alpha = np.clip(cv2.resize(alpha, size, interpolation=cv2.INTER_AREA), 0, 1)
+            trimap = cv2.resize(trimap, size, interpolation=cv2.INTER_NEAREST)
+            fg = estimate_foreground(image, alpha)
+            bg = np.clip(cv2.resize(read_image(bg_path)[0], size, interpolation=cv2.INTER_CUBIC), 0, 1)
+            composite = alpha[..., None] * fg + (1 - alpha[..., None]) * bg
+            write_png(val / "image" / f"{name}.png", composite)
+            write_png(val / "alpha" / f"{name}.png", alpha)
+            write_png(val / "trimap" / f"{name}.png", trimap / 255.0)
+    return train, val
+
+
+def baseline_sad(val: Path) -> float:
+    """Mean SAD of the best trimap-only answer: 0.5 everywhere unknown (what an untrained net is near)."""
+    from mattekit.evaluate import find_cases, read_alpha, read_scoring_trimap
+    from mattekit.metrics import score
+
+    sads = []
+    for case in find_cases(val).cases:
+        trimap = read_scoring_trimap(case.trimap)
+        pred = np.where(trimap == 255, 1.0, np.where(trimap == 0, 0.0, 0.5))
+        sads.append(score(pred, read_alpha(case.gt), trimap).sad)
+    return float(np.mean(sads))
+
+
+def untrained_sad(val: Path) -> float:
+    """Mean SAD of GCA at its random initialisation (seed 0): where the validation curve starts."""
+    import torch
+
+    from mattekit.evaluate import find_cases, predict_and_score
+    from mattekit.models import create_model
+
+    torch.manual_seed(0)
+    rows, _ = predict_and_score(find_cases(val).cases, create_model("gca", device="cpu"))
+    return float(np.mean([row.scores.sad for row in rows]))
+
+
+def learn(args: argparse.Namespace) -> None:
+    from mattekit.train import load_recipe
+    from mattekit.train.trainer import train
+
+    train_dir, val_dir = build_data(args.work)
+    run = args.work / f"learn-{args.steps}"
+    settings = [
+        f"steps={args.steps}", f"warmup_steps={max(1, args.steps // 20)}", f"crop_size={args.crop}",
+        f"batch_size={args.batch}", f"workers={args.workers}", f"val_every={args.val_every}",
+        f"save_every={args.val_every}", "log_every=5",
+    ]
+    recipe = load_recipe("gca", settings)
+    print(f"learn: {' '.join(settings)}; load {load()}", flush=True)
+    begin = time.perf_counter()
+    result = train(recipe, train_dir, run, val=val_dir, resume=(run / "checkpoints" / "last.pt").exists(),
+                   device="cpu")
+    print(f"learn: {result.step} steps in {time.perf_counter() - begin:.0f} s; load {load()}")
+    print(f"baseline (0.5 in the unknown region) SAD {baseline_sad(val_dir):.3f}")
+    print(f"untrained GCA SAD {untrained_sad(val_dir):.3f}")
+    with (run / "metrics.csv").open() as stream:
+        for row in csv.DictReader(stream):
+            if row["val_sad"]:
+                sad, mse = float(row["val_sad"]), float(row["val_mse"])
+                print(f"step {row['step']}: val SAD {sad:.3f} MSE {mse:.5f}")
+
+
+def overfit(args: argparse.Namespace) -> None:
+    """One fixed crop, the GCA recipe's optimiser at a constant lr: loss and SAD against steps."""
+    import torch
+
+    from mattekit.metrics import score
+    from mattekit.models.gca import GCAMatting
+    from mattekit.train import load_recipe
+    from mattekit.train.data import TrainingSet, find_source
+    from mattekit.train.losses import normalize, one_hot, unknown_mask, weighted_l1
+    from mattekit.train.optim import make_optimizer
+    from mattekit.train.task import get_task
+
+    train_dir, _ = build_data(args.work)
+    torch.manual_seed(0)
+    recipe = load_recipe("gca", [f"crop_size={args.crop}"])
+    dataset = TrainingSet(find_source(train_dir, recipe.data), recipe, get_task("gca")(recipe))
+    sample = {key: torch.from_numpy(value)[None] for key, value in dataset[(0, 0)].items()}
+    net = GCAMatting().train()
+    optimizer = make_optimizer(net.parameters(), recipe)
+    trimap = sample["trimap"][0, 0].numpy()
+    unknown = int((trimap == 128).sum())
+    print(f"overfit: crop {args.crop}, {unknown} unknown pixels; load {load()}", flush=True)
+    begin = time.perf_counter()
+    for step in range(1, args.steps + 1):
+        pred = net(normalize(sample["image"]), one_hot(sample["trimap"]))
+        loss = weighted_l1(pred, sample["alpha"], unknown_mask(sample["trimap"]))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if step % 10 == 0 or step == 1:
+            sad = score(pred[0, 0].detach().numpy(), sample["alpha"][0, 0].numpy(), trimap).sad
+            print(f"step {step}: loss {loss.item():.4f} SAD {sad:.4f} ({time.perf_counter() - begin:.0f} s)",
+                  flush=True)
+
+
+def _mattekit_samples(train_dir: Path, crop: int, count: int) -> float:
+    from mattekit.train import load_recipe
+    from mattekit.train.data import TrainingSet, find_source
+    from mattekit.train.task import get_task
+
+    recipe = load_recipe("gca", [f"crop_size={crop}"])
+    dataset = TrainingSet(find_source(train_dir, recipe.data), recipe, get_task("gca")(recipe))
+    dataset[(0, 0)]  # warm up (imports, OpenCV kernels)
+    begin = time.perf_counter()
+    for index in range(count):
+        dataset[(index // len(dataset), index % len(dataset))]
+    return count / (time.perf_counter() - begin)
+
+
+def _official_samples(official: Path, train_dir: Path, crop: int, count: int) -> float:
+    """The official ``DataGenerator`` on the same files, at the same crop, in this process.
+
+    ``official`` is a scratch copy of Yaoyi-Li/GCA-Matting (never this repository) with its pure-Python
+    requirements installed beside it: ``pip install --target OFFICIAL/_deps --no-deps easydict tensorboardX
+    toml``.  Two shims make it import on today's stack without changing what it computes: ``np.int`` (gone
+    from NumPy 1.24) is ``int``, and torchvision, used only for ``transforms.Compose``, is a stand-in.
+    """
+    import types
+
+    sys.path[:0] = [str(official), str(official / "_deps")]
+    np.int = int  # type: ignore[attr-defined]
+    torchvision = types.ModuleType("torchvision")
+    transforms = types.ModuleType("torchvision.transforms")
+
+    class Compose:
+        def __init__(self, steps: list) -> None:
+            self.steps = steps
+
+        def __call__(self, sample: dict) -> dict:
+            for step in self.steps:
+                sample = step(sample)
+            return sample
+
+    transforms.Compose = Compose  # type: ignore[attr-defined]
+    torchvision.transforms = transforms  # type: ignore[attr-defined]
+    sys.modules.update({"torchvision": torchvision, "torchvision.transforms": transforms})
+    from dataloader.data_generator import DataGenerator  # the official generator
+    from dataloader.image_file import ImageFileTrain
+    from utils import CONFIG
+
+    CONFIG.data.crop_size = crop
+    files = ImageFileTrain(str(train_dir / "alpha"), str(train_dir / "fg"), str(train_dir / "bg"),
+                           alpha_ext=".png", fg_ext=".png", bg_ext=".png")
+    generator = DataGenerator(files, phase="train")
+    generator[0]
+    begin = time.perf_counter()
+    for index in range(count):
+        generator[index % len(generator)]
+    return count / (time.perf_counter() - begin)
+
+
+def data_speed(args: argparse.Namespace) -> None:
+    """Samples/s of the data chain at the GCA recipe, one process: mattekit and, side by side in the same
+    run, the official generator on the same files."""
+    train_dir, _ = build_data(args.work)
+    ours = _mattekit_samples(train_dir, args.crop, args.samples)
+    print(f"mattekit data chain: {ours:.1f} samples/s (crop {args.crop}); load {load()}", flush=True)
+    if args.official is not None:
+        theirs = _official_samples(args.official, train_dir, args.crop, args.samples)
+        print(f"official DataGenerator: {theirs:.1f} samples/s; ratio {ours / theirs:.2f}x; load {load()}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("what", choices=("learn", "overfit", "data"))
+    parser.add_argument("--work", type=Path, default=Path("/tmp/mattekit-train-bench"))
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--crop", type=int, default=128)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--val-every", type=int, default=25)
+    parser.add_argument("--samples", type=int, default=100)
+    parser.add_argument("--official", type=Path, help="scratch copy of Yaoyi-Li/GCA-Matting (data)")
+    args = parser.parse_args(argv)
+    {"learn": learn, "overfit": overfit, "data": data_speed}[args.what](args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
