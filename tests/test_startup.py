@@ -1,0 +1,56 @@
+"""Start-up stays light: commands that need no network never import torch (issue 15, point 1)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+IMAGES = ROOT / "docs" / "images"
+
+# Runs the CLI in-process and, once it has finished, says which heavy packages it imported.
+_PROBE = """
+import sys
+from mattekit.cli import main
+status = main(sys.argv[1:])
+print("imported:", " ".join(sorted(m for m in ("torch", "pymatting") if m in sys.modules)), file=sys.stderr)
+sys.exit(status)
+"""
+
+
+def _imported(args: list[str], cwd: Path) -> set[str]:
+    run = subprocess.run([sys.executable, "-c", _PROBE, *args], capture_output=True, text=True, cwd=cwd)
+    assert run.returncode == 0, run.stderr
+    line = run.stderr.strip().splitlines()[-1]
+    assert line.startswith("imported:"), run.stderr
+    return set(line.removeprefix("imported:").split())
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["--help"],
+        ["models", "list"],
+        ["eval", "--pred", "{pred}", "--gt", "{gt}", "--trimap", "{trimap}"],
+        ["predict", "{image}", "--trimap", "{image_trimap}", "-o", "{out}", "--model", "knn"],
+    ],
+    ids=["help", "models-list", "eval-pred", "predict-weight-free"],
+)
+def test_commands_without_networks_never_import_torch(
+    command: list[str], tmp_path: Path, dev_dir: Path
+) -> None:
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    shutil.copy(dev_dir / "gt_training_lowres" / "GT04.png", pred / "GT04.png")  # a perfect prediction
+    places = {
+        "pred": pred, "gt": dev_dir / "gt_training_lowres", "trimap": dev_dir / "trimap_training_lowres" / "Trimap1",
+        "image": IMAGES / "chelsea.png", "image_trimap": IMAGES / "chelsea_trimap.png", "out": tmp_path / "out",
+    }
+    imported = _imported([arg.format(**places) for arg in command], tmp_path)
+    assert "torch" not in imported
+    # the probe sees what was imported: predict did load its solver
+    assert ("pymatting" in imported) == (command[0] == "predict")
