@@ -47,8 +47,12 @@ def test_commands_without_networks_never_import_torch(
     pred.mkdir()
     shutil.copy(dev_dir / "gt_training_lowres" / "GT04.png", pred / "GT04.png")  # a perfect prediction
     places = {
-        "pred": pred, "gt": dev_dir / "gt_training_lowres", "trimap": dev_dir / "trimap_training_lowres" / "Trimap1",
-        "image": IMAGES / "chelsea.png", "image_trimap": IMAGES / "chelsea_trimap.png", "out": tmp_path / "out",
+        "pred": pred,
+        "gt": dev_dir / "gt_training_lowres",
+        "trimap": dev_dir / "trimap_training_lowres" / "Trimap1",
+        "image": IMAGES / "chelsea.png",
+        "image_trimap": IMAGES / "chelsea_trimap.png",
+        "out": tmp_path / "out",
     }
     imported = _imported([arg.format(**places) for arg in command], tmp_path)
     assert "torch" not in imported
