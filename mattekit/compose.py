@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 from PIL import ImageColor
 
@@ -65,6 +64,8 @@ def fit_background(background: np.ndarray, height: int, width: int) -> np.ndarra
     """A colour as it is; a picture scaled and centre-cropped to cover (height, width)."""
     if background.ndim == 1:
         return background
+    import cv2  # only a picture background is resized (mattekit.io says why OpenCV waits)
+
     scale = max(height / background.shape[0], width / background.shape[1])
     size = (max(width, round(background.shape[1] * scale)), max(height, round(background.shape[0] * scale)))
     resized = cv2.resize(background, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)

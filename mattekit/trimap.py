@@ -15,7 +15,6 @@ Encodings accepted by :func:`read_trimap`, checked in this order:
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
 from mattekit.errors import MattekitError
@@ -69,6 +68,8 @@ def from_mask(mask: np.ndarray, erode: int = 10, dilate: int = 10, threshold: fl
     the band between is unknown."""
     if erode < 0 or dilate < 0:
         raise MattekitError("--erode and --dilate must be zero or more pixels")
+    import cv2  # here, not at the top: predict reads trimaps and never needs OpenCV (mattekit.io)
+
     binary = (mask >= threshold).astype(np.uint8)
     inside = cv2.erode(binary, _disk(erode)) if erode else binary
     outside_band = cv2.dilate(binary, _disk(dilate)) if dilate else binary
@@ -79,6 +80,8 @@ def from_mask(mask: np.ndarray, erode: int = 10, dilate: int = 10, threshold: fl
 
 
 def _disk(radius: int) -> np.ndarray:
+    import cv2
+
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
 
 
@@ -88,6 +91,8 @@ def grabcut_mask(image: np.ndarray, rect: tuple[int, int, int, int], iterations:
     x, y, w, h = rect
     if w <= 0 or h <= 0 or x < 0 or y < 0 or x + w > width or y + h > height:
         raise MattekitError(f"--rect {x},{y},{w},{h} does not lie inside the {width}x{height} image")
+    import cv2
+
     bgr = cv2.cvtColor(np.rint(image * 255).astype(np.uint8), cv2.COLOR_RGB2BGR)
     labels = np.zeros((height, width), np.uint8)
     models = (np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64))

@@ -17,7 +17,8 @@ _PROBE = """
 import sys
 from mattekit.cli import main
 status = main(sys.argv[1:])
-print("imported:", " ".join(sorted(m for m in ("torch", "pymatting") if m in sys.modules)), file=sys.stderr)
+heavy = sorted(m for m in ("torch", "pymatting", "cv2") if m in sys.modules)
+print("imported:", " ".join(heavy), file=sys.stderr)
 sys.exit(status)
 """
 
@@ -56,5 +57,7 @@ def test_commands_without_networks_never_import_torch(
     }
     imported = _imported([arg.format(**places) for arg in command], tmp_path)
     assert "torch" not in imported
-    # the probe sees what was imported: predict did load its solver
+    # the probe sees what was imported: predict did load its solver, and only predict; only help and eval
+    # load OpenCV (40 MB, see mattekit.io): each command imports its own module only (mattekit.cli)
     assert ("pymatting" in imported) == (command[0] == "predict")
+    assert ("cv2" in imported) == (command[0] in ("--help", "eval"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import sys
+from importlib import import_module
 from types import FrameType
 
 import typer
@@ -24,8 +25,23 @@ app = typer.Typer(
 err_console = Console(stderr=True, highlight=False)
 
 
-def _register_commands() -> None:
-    from mattekit.cli import eval, models, predict, trimap  # noqa: F401  (each adds its commands to ``app``)
+#: Each command's module adds it to ``app`` when imported.
+_COMMANDS = ("predict", "trimap", "eval", "models")
+
+
+@app.callback()
+def _group() -> None:
+    # A callback keeps ``app`` a group of commands even when only one of them is registered.
+    pass
+
+
+def _register_commands(argv: list[str]) -> None:
+    """Import the module of the command being run, or every command's for help and usage errors: a run
+    of ``mattekit predict`` does not pay for the imports of ``eval`` (OpenCV, the metrics)."""
+    words = [arg for arg in argv if not arg.startswith("-")]
+    wanted = [words[0]] if words and words[0] in _COMMANDS else _COMMANDS
+    for name in wanted:
+        import_module(f"mattekit.cli.{name}")
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -34,7 +50,7 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; user errors become one line on stderr and exit status 2, never a traceback."""
-    _register_commands()
+    _register_commands(sys.argv[1:] if argv is None else argv)
     # SIGTERM (a killed batch job) unwinds like Ctrl-C, so no temporary output file is left behind.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
