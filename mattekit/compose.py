@@ -15,9 +15,10 @@ def estimate_foreground(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """Foreground colours F (H, W, 3) with I = alpha F + (1 - alpha) B, by multi-level foreground
     estimation (Germer, Uelwer, Conrad & Harmeling 2021), so the old background does not bleed into
     the edges of a cutout."""
-    from pymatting import estimate_foreground_ml  # seconds to import: only when colours are asked for
+    from mattekit.jit import import_pymatting  # seconds to import: only when colours are asked for
 
-    foreground = estimate_foreground_ml(image.astype(np.float64), alpha.astype(np.float64))
+    solve = import_pymatting().estimate_foreground_ml
+    foreground = solve(image.astype(np.float64), alpha.astype(np.float64))
     return np.clip(foreground, 0.0, 1.0).astype(np.float32)
 
 

@@ -1,13 +1,19 @@
-"""Start-up stays light: commands that need no network never import torch (issue 15, point 1)."""
+"""Start-up stays light: commands that need no network never import torch (issue 15, point 1); the first
+run's compilation of pymatting's kernels is announced and counted (point 3)."""
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from mattekit import jit
+from mattekit.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGES = ROOT / "docs" / "images"
@@ -61,3 +67,31 @@ def test_commands_without_networks_never_import_torch(
     # load OpenCV (40 MB, see mattekit.io): each command imports its own module only (mattekit.cli)
     assert ("pymatting" in imported) == (command[0] == "predict")
     assert ("cv2" in imported) == (command[0] in ("--help", "eval"))
+
+
+def test_kernel_cache_is_found_where_numba_keeps_it(tmp_path: Path) -> None:
+    """The installed pymatting's kernels are cached (the suite has run them); an empty NUMBA_CACHE_DIR is a
+    first run, which is what a read-only install without a cache would see."""
+    check = "from mattekit.jit import kernels_cached; print(kernels_cached())"
+    warm = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True)
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    cold = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True, env=env)
+    assert (warm.stdout.strip(), cold.stdout.strip()) == ("True", "False")
+
+
+def test_first_run_compilation_is_announced_and_counted(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """When the kernels are not cached, predict says so before it imports pymatting and its summary
+    counts the time (a real compilation takes minutes: the import here is a cheap re-import)."""
+    jit.import_pymatting()
+    monkeypatch.delitem(sys.modules, "pymatting")  # restored afterwards
+    monkeypatch.setattr(jit, "kernels_cached", lambda: False)
+    monkeypatch.setattr(jit, "compile_seconds", 0.0)
+    monkeypatch.setattr(jit, "_announce", jit._announce)
+    args = ["predict", str(IMAGES / "chelsea.png"), "-t", str(IMAGES / "chelsea_trimap.png")]
+    assert main([*args, "-o", str(tmp_path), "--model", "knn"]) == 0
+    err = capsys.readouterr().err
+    assert "compiling solvers (numba), first run only" in err
+    assert re.search(r"wrote 1, skipped 0, failed 0 in \d+\.\d s after \d+\.\d s compiling solvers", err)
+    assert jit.compile_seconds > 0

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import RenderableType
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -18,6 +20,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from mattekit import jit
 from mattekit.batch import (
     BatchReport,
     Job,
@@ -108,7 +111,10 @@ def predict(
         jobs, planning_failures = [plan_file(source, trimap, output, options)], []
     else:
         raise MattekitError(f"{source}: no such file or folder")
+    jit.on_compile(lambda: _note("compiling solvers (numba), first run only ..."))
     matting_model = load_model(model, weights=weights, device=device)
+    if options.rgba or backdrop is not None:
+        jit.import_pymatting()  # now, not under the progress bar: it may compile (first run)
     if matting_model.requirements.trimap and trimap is None:
         raise MattekitError(f"model {model!r} needs a trimap: pass --trimap (make one: `mattekit trimap`)")
     if dry_run:
@@ -168,10 +174,20 @@ def _advancing(results: Iterator[JobResult], progress: Progress, task: TaskID) -
         yield result
 
 
+def _note(message: RenderableType) -> AbstractContextManager[object]:
+    """A spinner with ``message`` while something slow runs; one line on stderr when it is not a terminal."""
+    if err_console.is_terminal:
+        return err_console.status(message)
+    err_console.print(message)
+    return nullcontext()
+
+
 def _summarise(report: BatchReport) -> None:
+    seconds = jit.compile_seconds
+    compiling = f" after {seconds:.1f} s compiling solvers (first run only)" if seconds else ""
     err_console.print(
         f"wrote {len(report.written)}, skipped {len(report.skipped)}, failed {len(report.failures)} "
-        f"in {report.seconds:.1f} s"
+        f"in {report.seconds:.1f} s{compiling}", soft_wrap=True,
     )
     if report.failures:
         table = Table(title="failed inputs", title_justify="left")

@@ -2,10 +2,11 @@
 
 Each solver propagates the known alpha of the trimap into the unknown region through an image-dependent
 affinity; none needs weights, so they are what ``mattekit predict`` runs offline on a fresh machine.
-pymatting (and numba under it) takes seconds to import, so it is imported when a solver is first built,
-not when the registry is listed.  Degenerate trimaps get an answer rather than a crash: with only
-background known the unknown region is 0, with only foreground known it is 1 (for the propagation solvers
-that is the exact minimum of their energy; sampling finds nothing else to sample).
+pymatting (and numba under it) takes seconds to import, and compiles its kernels on a first run, so it is
+imported when a solver is first built, not when the registry is listed (see :mod:`mattekit.jit`).
+Degenerate trimaps get an answer rather than a crash: with only background known the unknown region is 0,
+with only foreground known it is 1 (for the propagation solvers that is the exact minimum of their energy;
+sampling finds nothing else to sample).
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ from __future__ import annotations
 import contextlib
 import io
 from collections.abc import Callable
-from importlib import import_module
 
 import numpy as np
 
 from mattekit.errors import MattekitError
+from mattekit.jit import import_pymatting
 from mattekit.models.base import MattingModel, Requirements
 from mattekit.trimap import BACKGROUND, FOREGROUND, UNKNOWN
 
@@ -25,7 +26,7 @@ Solver = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 def _pymatting(function: str) -> Solver:
-    return getattr(import_module("pymatting"), function)
+    return getattr(import_pymatting(), function)
 
 _CLASSICAL = Requirements(trimap=True)
 
