@@ -7,6 +7,7 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import typer
 from rich.console import RenderableType
 from rich.progress import (
@@ -25,19 +26,24 @@ from mattekit.batch import (
     BatchReport,
     Job,
     JobResult,
+    ModelRecipe,
     OutputOptions,
     collect,
+    parse_shard,
     plan_file,
     plan_folder,
     run_batch,
 )
+from mattekit.batch import shard as shard_jobs
 from mattekit.cli import app, err_console
 from mattekit.compose import load_background
 from mattekit.engine import TileOptions, check, plan
 from mattekit.errors import MattekitError
 from mattekit.io import DEFAULT_MAX_PIXELS
 from mattekit.models import DEFAULT_MODEL, MattingModel
-from mattekit.predictor import load_input, load_model, run_model
+from mattekit.predictor import MattingInput, load_input, load_model, run_model
+from mattekit.threads import apply as apply_threads
+from mattekit.threads import auto_threads
 
 
 @app.command()
@@ -96,6 +102,28 @@ def predict(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print how each image would run (tiles, memory) and stop.")
     ] = False,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            help="Images matted at once, each in its own process, by weight-free models "
+            "(default: the usable cores not busy now). Networks use one process and --threads.",
+            show_default=False,
+        ),
+    ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            help="Threads the model computes with, in all (default: the usable cores not busy now).",
+            show_default=False,
+        ),
+    ] = None,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            help="K/N: matte only this worker's share of a folder (K = 0..N-1), for N machines.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Matte an image (or every image in a folder) and write <stem>_alpha.png, plus <stem>_rgba.png with
     --rgba and <stem>_composite.png with --background."""
@@ -105,24 +133,34 @@ def predict(
     options = OutputOptions(rgba=rgba, background=backdrop, bit_depth=bit_depth)
     tiling = TileOptions(tile=tile, tile_size=tile_size, overlap=overlap, batch=batch, max_memory=max_memory)
     check(tiling)
+    for name, value in (("--jobs", jobs), ("--threads", threads)):
+        if value is not None and value < 1:
+            raise MattekitError(f"{name} must be 1 or more, not {value}")
     if source.is_dir():
-        jobs, planning_failures = plan_folder(source, trimap, output, options)
+        todo, planning_failures = plan_folder(source, trimap, output, options)
     elif source.exists():
-        jobs, planning_failures = [plan_file(source, trimap, output, options)], []
+        todo, planning_failures = [plan_file(source, trimap, output, options)], []
     else:
         raise MattekitError(f"{source}: no such file or folder")
+    if shard is not None:
+        todo, planning_failures = shard_jobs(todo, planning_failures, *parse_shard(shard))
     jit.on_compile(lambda: _note("compiling solvers (numba), first run only ..."))
     matting_model = load_model(model, weights=weights, device=device)
     if options.rgba or backdrop is not None:
         jit.import_pymatting()  # now, not under the progress bar: it may compile (first run)
+    total_threads = threads or auto_threads()
+    # Weight-free solvers use about one core per image: images in parallel use the cores.  A network's
+    # threads already do, and each worker would hold its own copy of the weights.
+    workers = 1 if matting_model.requirements.weights else min(jobs or total_threads, len(todo))
+    apply_threads(total_threads)
     if matting_model.requirements.trimap and trimap is None:
         raise MattekitError(f"model {model!r} needs a trimap: pass --trimap (make one: `mattekit trimap`)")
     if dry_run:
-        _print_plans(jobs, matting_model, tiling, max_pixels)
+        _print_plans(todo, matting_model, tiling, max_pixels)
         return
 
     with _progress() as progress:
-        task = progress.add_task("matting", total=len(jobs))
+        task = progress.add_task("matting", total=len(todo))
         tiles = progress.add_task("tiles", total=None, visible=False)
 
         def tile_progress(done: int, total: int) -> None:
@@ -131,9 +169,15 @@ def predict(
             else:  # this image is done: hide the bar and restart its clock for the next one
                 progress.reset(tiles, visible=False)
 
+        def matte_here(data: MattingInput) -> np.ndarray:
+            return run_model(matting_model, data, tiling, tile_progress)
+
+        recipe = ModelRecipe(
+            model, {"weights": weights, "device": device}, tiling, max(1, total_threads // workers)
+        )
         results = run_batch(
-            jobs, lambda data: run_model(matting_model, data, tiling, tile_progress), options,
-            skip_existing=skip_existing, max_pixels=max_pixels,
+            todo, recipe if workers > 1 else matte_here, options,
+            skip_existing=skip_existing, max_pixels=max_pixels, workers=workers,
         )
         report = collect(_advancing(results, progress, task), planning_failures)
     _summarise(report)
