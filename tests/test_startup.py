@@ -1,5 +1,5 @@
 """Start-up stays light: commands that need no network never import torch (issue 15, point 1); the first
-run's compilation of pymatting's kernels is announced and counted (point 3)."""
+run's compilation of pymatting's kernels is announced and counted (point 3); the thread policy (point 4)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mattekit import jit
+from mattekit import jit, threads
 from mattekit.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,3 +95,31 @@ def test_first_run_compilation_is_announced_and_counted(
     assert "compiling solvers (numba), first run only" in err
     assert re.search(r"wrote 1, skipped 0, failed 0 in \d+\.\d s after \d+\.\d s compiling solvers", err)
     assert jit.compile_seconds > 0
+
+
+def test_thread_policy_leaves_busy_cores_alone(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    assert threads.auto_threads(cores=2, load=0.3) == 2
+    assert threads.auto_threads(cores=2, load=1.4) == 1  # one core busy: two threads would fight over it
+    assert threads.auto_threads(cores=2, load=18.0) == 1
+    assert threads.auto_threads(cores=16, load=3.2) == 13
+    assert 1 <= threads.usable_cores() <= (os.cpu_count() or 1)
+    quota = tmp_path / "cpu.max"
+    quota.write_text("150000 100000\n")  # a container allowed 1.5 CPUs
+    monkeypatch.setattr(threads, "_CPU_MAX", quota)
+    assert threads.usable_cores() == min(2, len(os.sched_getaffinity(0)))
+    quota.write_text("max 100000\n")
+    assert threads.usable_cores() == len(os.sched_getaffinity(0))
+
+
+@pytest.mark.parametrize("count", [1, 2])  # 1 differs from the default on an idle machine, 2 on a busy one
+def test_threads_option_reaches_the_solver(tmp_path: Path, count: int) -> None:
+    """--threads sets numba's thread count for pymatting's parallel kernels (checked in the process)."""
+    probe = (
+        "import sys, numba; from mattekit.cli import main; status = main(sys.argv[1:]); "
+        "print('threads', numba.get_num_threads(), file=sys.stderr); sys.exit(status)"
+    )
+    args = [str(IMAGES / "chelsea.png"), "-t", str(IMAGES / "chelsea_trimap.png"), "-o", str(tmp_path)]
+    command = [sys.executable, "-c", probe, "predict", *args, "--threads", str(count)]
+    run = subprocess.run(command, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stderr.strip().splitlines()[-1] == f"threads {min(count, os.cpu_count() or 1)}"
