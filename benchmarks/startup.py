@@ -5,8 +5,9 @@
 For each weight-free model and each photo, the two commands run as whole processes, one after the other
 (ABAB..., after one warm-up of each, so the file cache and numba's compiled kernels are warm for both and a
 change of machine load hits both alike).  Each is started by a small launcher process that times it and
-reads its ``ru_maxrss`` from ``os.wait4``: a process forked straight from this one would count this
-benchmark's own memory in its peak (the kernel records the parent's pages the child held until exec).
+reads its ``ru_maxrss`` and CPU time (user + system, steadier than wall time on a shared machine) from
+``os.wait4``: a process forked straight from this one would count this benchmark's own memory in its
+peak (the kernel records the parent's pages the child held until exec).
 The table (markdown, medians) goes to stdout with the ratios mattekit / plain; the targets are wall
 <= 1.1x and peak memory <= 1.2x.
 
@@ -49,14 +50,15 @@ save_image(sys.argv[3], {solver}(image, trimap))
 """
 
 
-#: Runs argv[1:] as a child and prints its wall seconds and peak resident KB.
+#: Runs argv[1:] as a child and prints its wall seconds, CPU seconds and peak resident KB.
 LAUNCHER = """
 import os, sys, time
 start = time.perf_counter()
 quiet = [(os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0)]  # stdout is for the figures below
 pid = os.posix_spawn(sys.argv[1], sys.argv[1:], os.environ, file_actions=quiet)
 _, status, usage = os.wait4(pid, 0)
-print(time.perf_counter() - start, usage.ru_maxrss, os.waitstatus_to_exitcode(status))
+cpu = usage.ru_utime + usage.ru_stime
+print(time.perf_counter() - start, cpu, usage.ru_maxrss, os.waitstatus_to_exitcode(status))
 """
 
 
@@ -78,25 +80,25 @@ def photos(folder: Path, sizes: list[str]) -> dict[str, tuple[Path, Path]]:
     return {name: found[name] for name in sizes}
 
 
-def measure(command: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak resident MB of one process running ``command``."""
+def measure(command: list[str]) -> tuple[float, float, float]:
+    """Wall seconds, CPU seconds and peak resident MB of one process running ``command``."""
     run = subprocess.run([sys.executable, "-c", LAUNCHER, *command], capture_output=True, text=True)
-    seconds, peak_kb, status = run.stdout.split()[-3:]
+    seconds, cpu, peak_kb, status = run.stdout.split()[-4:]
     if run.returncode != 0 or status != "0":
         raise SystemExit(f"{' '.join(command)} failed:\n{run.stderr}")
-    return float(seconds), int(peak_kb) / 1024
+    return float(seconds), float(cpu), int(peak_kb) / 1024
 
 
-def compare(commands: dict[str, list[str]], repeats: int) -> dict[str, tuple[float, float]]:
-    """Median wall seconds and peak MB of each command, run in turn ``repeats`` times after a warm-up."""
+def compare(commands: dict[str, list[str]], repeats: int) -> dict[str, tuple[float, ...]]:
+    """Median wall s, CPU s and peak MB of each command, run in turn ``repeats`` times after a warm-up."""
     for command in commands.values():
         measure(command)
-    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in commands}
+    runs: dict[str, list[tuple[float, float, float]]] = {name: [] for name in commands}
     for _ in range(repeats):
         for name, command in commands.items():
             runs[name].append(measure(command))
     return {
-        name: (statistics.median(r[0] for r in results), statistics.median(r[1] for r in results))
+        name: tuple(statistics.median(column) for column in zip(*results, strict=True))
         for name, results in runs.items()
     }
 
@@ -112,8 +114,9 @@ def main() -> None:
     print(f"{platform.processor() or platform.machine()}, {len(os.sched_getaffinity(0))} usable cores, "
           f"Python {platform.python_version()}; load average {os.getloadavg()[0]:.1f} at the start; "
           f"medians of {args.repeats} runs after a warm-up\n")
-    print("| what | photo | mattekit s | plain s | wall ratio | mattekit MB | plain MB | memory ratio |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    print("| what | photo | mattekit s | plain s | wall ratio | mattekit CPU s | plain CPU s | CPU ratio | "
+          "mattekit MB | plain MB | memory ratio |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     imports = compare(
         {"mattekit": [python, "-c", "import mattekit"], "plain": [python, "-c", "import numpy, PIL.Image"]},
         args.repeats,
@@ -132,10 +135,11 @@ def main() -> None:
     print(f"\nload average {os.getloadavg()[0]:.1f} at the end")
 
 
-def _row(what: str, size: str, result: dict[str, tuple[float, float]]) -> None:
-    (ours, our_mb), (theirs, their_mb) = result["mattekit"], result["plain"]
-    print(f"| {what} | {size} | {ours:.2f} | {theirs:.2f} | {ours / theirs:.2f} | {our_mb:.0f} | "
-          f"{their_mb:.0f} | {our_mb / their_mb:.2f} |", flush=True)
+def _row(what: str, size: str, result: dict[str, tuple[float, ...]]) -> None:
+    (ours, our_cpu, our_mb), (theirs, their_cpu, their_mb) = result["mattekit"], result["plain"]
+    print(f"| {what} | {size} | {ours:.2f} | {theirs:.2f} | {ours / theirs:.2f} | {our_cpu:.2f} | "
+          f"{their_cpu:.2f} | {our_cpu / their_cpu:.2f} | {our_mb:.0f} | {their_mb:.0f} | "
+          f"{our_mb / their_mb:.2f} |", flush=True)
 
 
 if __name__ == "__main__":
