@@ -46,7 +46,8 @@ class SpectralNorm(nn.Module):
     mode sigma comes from the stored u and v; in training mode one power iteration updates them first.
 
     Inference (eval mode, no gradient) computes ``weight_bar / sigma`` once and reuses it: recomputing it
-    for every layer on every call cost GCA 0.2 s per call on a CPU core.  The reused weight is dropped as
+    for every layer on every call cost GCA 0.2 s per call on a CPU core.  The price is a second copy of the
+    convolution weights while the model is in use (96 MiB for GCA or HOP).  The reused weight is dropped as
     soon as ``weight_bar``, ``u`` or ``v`` change in place (loading a checkpoint) or move (``.to()``).
     """
 
