@@ -102,9 +102,10 @@ def predict(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print how each image would run (tiles, memory) and stop.")
     ] = False,
-    jobs: Annotated[
+    processes: Annotated[
         int | None,
         typer.Option(
+            "--jobs",
             help="Images matted at once, each in its own process, by weight-free models "
             "(default: the usable cores not busy now). Networks use one process and --threads.",
             show_default=False,
@@ -133,17 +134,17 @@ def predict(
     options = OutputOptions(rgba=rgba, background=backdrop, bit_depth=bit_depth)
     tiling = TileOptions(tile=tile, tile_size=tile_size, overlap=overlap, batch=batch, max_memory=max_memory)
     check(tiling)
-    for name, value in (("--jobs", jobs), ("--threads", threads)):
+    for name, value in (("--jobs", processes), ("--threads", threads)):
         if value is not None and value < 1:
             raise MattekitError(f"{name} must be 1 or more, not {value}")
     if source.is_dir():
-        todo, planning_failures = plan_folder(source, trimap, output, options)
+        jobs, planning_failures = plan_folder(source, trimap, output, options)
     elif source.exists():
-        todo, planning_failures = [plan_file(source, trimap, output, options)], []
+        jobs, planning_failures = [plan_file(source, trimap, output, options)], []
     else:
         raise MattekitError(f"{source}: no such file or folder")
     if shard is not None:
-        todo, planning_failures = shard_jobs(todo, planning_failures, *parse_shard(shard))
+        jobs, planning_failures = shard_jobs(jobs, planning_failures, *parse_shard(shard))
     jit.on_compile(lambda: _note("compiling solvers (numba), first run only ..."))
     matting_model = load_model(model, weights=weights, device=device)
     if options.rgba or backdrop is not None:
@@ -151,16 +152,16 @@ def predict(
     total_threads = threads or auto_threads()
     # Weight-free solvers use about one core per image: images in parallel use the cores.  A network's
     # threads already do, and each worker would hold its own copy of the weights.
-    workers = 1 if matting_model.requirements.weights else min(jobs or total_threads, len(todo))
+    workers = 1 if matting_model.requirements.weights else max(1, min(processes or total_threads, len(jobs)))
     apply_threads(total_threads)
     if matting_model.requirements.trimap and trimap is None:
         raise MattekitError(f"model {model!r} needs a trimap: pass --trimap (make one: `mattekit trimap`)")
     if dry_run:
-        _print_plans(todo, matting_model, tiling, max_pixels)
+        _print_plans(jobs, matting_model, tiling, max_pixels)
         return
 
     with _progress() as progress:
-        task = progress.add_task("matting", total=len(todo))
+        task = progress.add_task("matting", total=len(jobs))
         tiles = progress.add_task("tiles", total=None, visible=False)
 
         def tile_progress(done: int, total: int) -> None:
@@ -176,7 +177,7 @@ def predict(
             model, {"weights": weights, "device": device}, tiling, max(1, total_threads // workers)
         )
         results = run_batch(
-            todo, recipe if workers > 1 else matte_here, options,
+            jobs, recipe if workers > 1 else matte_here, options,
             skip_existing=skip_existing, max_pixels=max_pixels, workers=workers,
         )
         report = collect(_advancing(results, progress, task), planning_failures)
