@@ -43,7 +43,7 @@ def _imported(args: list[str], cwd: Path) -> set[str]:
         ["--help"],
         ["models", "list"],
         ["eval", "--pred", "{pred}", "--gt", "{gt}", "--trimap", "{trimap}"],
-        ["predict", "{image}", "--trimap", "{image_trimap}", "-o", "{out}", "--model", "knn"],
+        ["predict", "{image}", "--trimap", "{image_trimap}", "-o", "{out}"],
     ],
     ids=["help", "models-list", "eval-pred", "predict-weight-free"],
 )
@@ -90,7 +90,7 @@ def test_first_run_compilation_is_announced_and_counted(
     monkeypatch.setattr(jit, "compile_seconds", 0.0)
     monkeypatch.setattr(jit, "_announce", jit._announce)
     args = ["predict", str(IMAGES / "chelsea.png"), "-t", str(IMAGES / "chelsea_trimap.png")]
-    assert main([*args, "-o", str(tmp_path), "--model", "knn"]) == 0
+    assert main([*args, "-o", str(tmp_path)]) == 0
     err = capsys.readouterr().err
     assert "compiling solvers (numba), first run only" in err
     assert re.search(r"wrote 1, skipped 0, failed 0 in \d+\.\d s after \d+\.\d s compiling solvers", err)
