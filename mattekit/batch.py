@@ -11,19 +11,33 @@ folder, created if needed (``-o results.v2`` too); a name with another image end
 Safety (docs/errors.md): a run that would write over one of its inputs is refused before any work, two
 inputs that would write the same output fail (the first keeps it), and every failure of one input,
 whatever its kind, is reported and the batch goes on.
+
+Many images: :func:`run_batch` mattes them one after another in this process, or in ``workers`` worker
+processes that each build the model once (for the weight-free solvers, which use one core per image);
+outcomes come back in input order either way.  :func:`shard` splits a folder between independent workers
+(a SLURM array, a Kubernetes indexed job) by a stable hash of each file name.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import re
+import signal
+import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Literal
 
 import numpy as np
 
 from mattekit.compose import composite, cutout, estimate_foreground, fit_background
+from mattekit.engine import TileOptions
 from mattekit.errors import MattekitError, describe
 from mattekit.io import (
     DEFAULT_MAX_PIXELS,
@@ -35,7 +49,8 @@ from mattekit.io import (
     same_file,
     write_png,
 )
-from mattekit.predictor import MattingInput, load_input
+from mattekit.predictor import MattingInput, load_input, load_model, run_model
+from mattekit.threads import apply as apply_threads
 
 #: Name endings that mark a trimap of the image with the same stem (``photo_trimap.png``).
 TRIMAP_SUFFIXES = ("_trimap", "-trimap", ".trimap", "_tri", "-tri")
@@ -287,25 +302,129 @@ class JobResult:
 
 def run_batch(
     jobs: list[Job],
-    matte: Matter,
+    matte: Matter | Callable[[], Matter],
     options: OutputOptions,
     *,
     skip_existing: bool = False,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    workers: int = 1,
 ) -> Iterator[JobResult]:
-    """Run jobs one by one, yielding each outcome as it happens.  A failure of any kind never stops the
-    batch (its one-line reason is :func:`mattekit.errors.describe`'s); only an interrupt does, and then no
-    output is left half-written (see :func:`mattekit.io.write_png`)."""
-    for job in jobs:
-        if skip_existing and all(path.exists() for path in job.outputs.values()):
-            yield JobResult(job, "skipped")
-            continue
+    """Run jobs, yielding each outcome in input order.  A failure of any kind never stops the batch (its
+    one-line reason is :func:`mattekit.errors.describe`'s); only an interrupt does, and then no output is
+    left half-written (see :func:`mattekit.io.write_png`).
+
+    With ``workers > 1``, ``matte`` is a picklable function that builds the matter (each worker process
+    calls it once, e.g. a :class:`ModelRecipe`) and the jobs run in that many processes.
+    """
+    skip = [skip_existing and _done(job) for job in jobs]
+    if workers <= 1 or skip.count(False) <= 1:
+        matter = matte if workers <= 1 else matte()
+        for job, skipped in zip(jobs, skip, strict=True):
+            yield JobResult(job, "skipped") if skipped else _attempt(job, matter, options, max_pixels)
+        return
+    # forkserver: a fresh server process forks the workers, so no thread of this one (the progress bar)
+    # is copied into them half-way through holding a lock, as a plain fork could.
+    context = multiprocessing.get_context("forkserver")
+    start = (matte, os.getpid())
+    with ProcessPoolExecutor(workers, context, initializer=_start_worker, initargs=start) as pool:
+        futures: list[Future[JobResult] | None] = [
+            None if skipped else pool.submit(_attempt_in_worker, job, options, max_pixels)
+            for job, skipped in zip(jobs, skip, strict=True)
+        ]
         try:
-            run_job(job, matte, options, max_pixels)
-        except Exception as err:  # one input's problem, or a bug it met: the others still run
-            yield JobResult(job, "failed", describe(err))
-        else:
-            yield JobResult(job, "written")
+            for job, future in zip(jobs, futures, strict=True):
+                yield JobResult(job, "skipped") if future is None else future.result()
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)  # running jobs finish or clean up; none start
+            raise
+
+
+def _done(job: Job) -> bool:
+    return all(path.exists() for path in job.outputs.values())
+
+
+def _attempt(job: Job, matte: Matter, options: OutputOptions, max_pixels: int) -> JobResult:
+    try:
+        run_job(job, matte, options, max_pixels)
+    except Exception as err:  # one input's problem, or a bug it met: the others still run
+        return JobResult(job, "failed", describe(err))
+    return JobResult(job, "written")
+
+
+# --- worker processes ------------------------------------------------------------------------------------
+
+_worker_matter: Matter | None = None
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def _start_worker(build: Callable[[], Matter], batch_pid: int) -> None:
+    global _worker_matter
+    # Killed with the batch (SIGTERM), a worker unwinds like Ctrl-C: the PNG it writes is not left behind.
+    signal.signal(signal.SIGTERM, _interrupt)
+    threading.Thread(target=_follow, args=(batch_pid,), daemon=True).start()
+    _worker_matter = build()
+
+
+def _follow(batch_pid: int) -> None:
+    """End this worker once the batch process is gone (killed with SIGKILL, it cannot tell its workers)."""
+    while True:
+        time.sleep(1.0)
+        try:
+            os.kill(batch_pid, 0)
+        except (ProcessLookupError, PermissionError):  # gone (or its pid reused by another user's process)
+            os._exit(1)
+
+
+def _attempt_in_worker(job: Job, options: OutputOptions, max_pixels: int) -> JobResult:
+    assert _worker_matter is not None, "the worker was started without a model"
+    return _attempt(job, _worker_matter, options, max_pixels)
+
+
+@dataclass(frozen=True)
+class ModelRecipe:
+    """A picklable way to build the matter of a batch in each worker: the model by name, its factory's
+    arguments, how to tile, and how many threads each worker computes with."""
+
+    model: str
+    kwargs: dict[str, object]
+    tiling: TileOptions | None = None
+    threads: int = 1
+
+    def __call__(self) -> Matter:
+        model = load_model(self.model, **self.kwargs)
+        apply_threads(self.threads)
+        return lambda data: run_model(model, data, self.tiling)
+
+
+# --- sharding ----------------------------------------------------------------------------------------------
+
+
+def parse_shard(spec: str) -> tuple[int, int]:
+    """``K/N`` (K from 0 to N-1, as SLURM's ``--array=0-N-1`` and Kubernetes' completion index count) to
+    (K, N)."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", spec)
+    if match is None or not 0 <= int(match.group(1)) < int(match.group(2)):
+        raise MattekitError(f"--shard {spec!r}: expected K/N with 0 <= K < N, e.g. 0/4 for the first of four")
+    return int(match.group(1)), int(match.group(2))
+
+
+def in_shard(image: Path, index: int, count: int) -> bool:
+    """Whether shard ``index`` of ``count`` owns ``image``: by a stable hash (CRC-32) of its file name,
+    so every worker agrees without talking to the others, whatever else is in the folder."""
+    return zlib.crc32(image.name.encode("utf-8", "surrogateescape")) % count == index
+
+
+def shard(
+    jobs: list[Job], failures: list[Failure], index: int, count: int
+) -> tuple[list[Job], list[Failure]]:
+    """The jobs and planning failures shard ``index`` of ``count`` owns."""
+    return (
+        [job for job in jobs if in_shard(job.image, index, count)],
+        [failure for failure in failures if in_shard(failure.path, index, count)],
+    )
 
 
 def collect(results: Iterator[JobResult], planning_failures: list[Failure]) -> BatchReport:

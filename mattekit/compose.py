@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 from PIL import ImageColor
 
@@ -16,9 +15,10 @@ def estimate_foreground(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """Foreground colours F (H, W, 3) with I = alpha F + (1 - alpha) B, by multi-level foreground
     estimation (Germer, Uelwer, Conrad & Harmeling 2021), so the old background does not bleed into
     the edges of a cutout."""
-    from pymatting import estimate_foreground_ml  # seconds to import: only when colours are asked for
+    from mattekit.jit import import_pymatting  # seconds to import: only when colours are asked for
 
-    foreground = estimate_foreground_ml(image.astype(np.float64), alpha.astype(np.float64))
+    solve = import_pymatting().estimate_foreground_ml
+    foreground = solve(image.astype(np.float64), alpha.astype(np.float64))
     return np.clip(foreground, 0.0, 1.0).astype(np.float32)
 
 
@@ -66,6 +66,8 @@ def fit_background(background: np.ndarray, height: int, width: int) -> np.ndarra
     """A colour as it is; a picture scaled and centre-cropped to cover (height, width)."""
     if background.ndim == 1:
         return background
+    import cv2  # only a picture background is resized (mattekit.io says why OpenCV waits)
+
     scale = max(height / background.shape[0], width / background.shape[1])
     size = (max(width, round(background.shape[1] * scale)), max(height, round(background.shape[0] * scale)))
     resized = cv2.resize(background, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 
-import cv2
 import numpy as np
 
 from mattekit.errors import MattekitError
@@ -96,6 +95,8 @@ def from_mask(mask: np.ndarray, erode: int = 10, dilate: int = 10, threshold: fl
     the band between is unknown."""
     if erode < 0 or dilate < 0:
         raise MattekitError("--erode and --dilate must be zero or more pixels")
+    import cv2  # here, not at the top: predict reads trimaps and never needs OpenCV (mattekit.io)
+
     binary = (mask >= threshold).astype(np.uint8)
     inside = cv2.erode(binary, _disk(erode)) if erode else binary
     outside_band = cv2.dilate(binary, _disk(dilate)) if dilate else binary
@@ -106,6 +107,8 @@ def from_mask(mask: np.ndarray, erode: int = 10, dilate: int = 10, threshold: fl
 
 
 def _disk(radius: int) -> np.ndarray:
+    import cv2
+
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
 
 
@@ -148,6 +151,8 @@ def grabcut_mask(
             f"--rect {x},{y},{w},{h} covers the whole {width}x{height} image: GrabCut learns the background "
             f"from the pixels outside the box, so draw the box around the subject only"
         )
+    import cv2  # here, not at the top: predict reads trimaps and never needs OpenCV (mattekit.io)
+
     scale = 1.0 if max_pixels is None else min(1.0, (max_pixels / (height * width)) ** 0.5)
     small = (max(1, round(width * scale)), max(1, round(height * scale)))
     rgb = image if scale == 1.0 else cv2.resize(image, small, interpolation=cv2.INTER_AREA)

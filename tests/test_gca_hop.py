@@ -420,6 +420,26 @@ def test_spectral_norm_updates_u_v_only_in_training() -> None:
     assert layer.module.weight_bar.requires_grad and not layer.module.weight_u.requires_grad
 
 
+def test_spectral_norm_weight_is_computed_once_for_inference_and_follows_new_weights() -> None:
+    layer = SpectralNorm(torch.nn.Conv2d(4, 6, 3, bias=False)).eval()
+    x = torch.randn(1, 4, 5, 5)
+    with torch.inference_mode():
+        first, out = layer.normalized_weight(), layer(x)
+        assert layer.normalized_weight() is first  # reused, not recomputed
+    torch.testing.assert_close(first, layer._compute_weight(), rtol=0, atol=0)
+    with torch.no_grad():  # what loading a checkpoint does: in-place copies
+        layer.module.weight_bar.mul_(2.0)
+        layer.module.weight_u.copy_(-layer.module.weight_u)
+    with torch.inference_mode():
+        second = layer.normalized_weight()
+        torch.testing.assert_close(layer(x), torch.nn.functional.conv2d(x, second))
+    assert second is not first
+    torch.testing.assert_close(second, layer._compute_weight(), rtol=0, atol=0)
+    torch.testing.assert_close(layer(x), out * -1.0)  # 2W / (-2 sigma): the old weight times -1
+    # with gradients on, the weight is computed afresh so that it reaches weight_bar
+    assert layer.normalized_weight().requires_grad
+
+
 def test_resolve_device(monkeypatch: pytest.MonkeyPatch) -> None:
     assert resolve_device("cpu") == torch.device("cpu")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)

@@ -32,9 +32,8 @@ def _recording(**_: object) -> MattingModel:
 @pytest.fixture
 def registered(monkeypatch: pytest.MonkeyPatch) -> None:
     """Registers ``test-recording`` in a copy of the registry, so no other test sees it."""
-    list_models()  # load every real model first
     monkeypatch.setattr(models, "_REGISTRY", dict(models._REGISTRY))
-    register_model("test-recording", RecordingModel.requirements, "records its inputs", "none")(_recording)
+    register_model("test-recording", _recording, RecordingModel.requirements, "records its inputs", "none")
 
 
 @pytest.mark.usefixtures("registered")
@@ -46,7 +45,19 @@ def test_registry_lists_and_builds_models_by_name() -> None:
     with pytest.raises(MattekitError, match="unknown model 'nope'; known models: .*closed-form"):
         get_model_info("nope")
     with pytest.raises(ValueError, match="registered twice"):
-        register_model("test-recording", Requirements(), "", "")(_recording)
+        register_model("test-recording", _recording, Requirements(), "", "")
+    with pytest.raises(ValueError, match="not 'package.module:function'"):
+        register_model("test-bad-factory", "mattekit.models.classical.knn", Requirements(), "", "")
+
+
+@pytest.mark.parametrize("name", [info.name for info in list_models()])
+def test_declared_requirements_are_what_the_built_model_declares(name: str) -> None:
+    """The catalogue states each architecture's requirements without importing it; building the model
+    (its module imported on use) must give the same ones, else the planner and the zoo would be misled."""
+    info = get_model_info(name)
+    assert isinstance(info.factory, str), "catalogue factories are 'module:function' strings"
+    model = create_model(name, device="cpu") if info.requirements.weights else create_model(name)
+    assert model.requirements == info.requirements
 
 
 OFFICIAL = Requirements(pad_multiple=32, pad_border=32)

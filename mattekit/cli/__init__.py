@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import sys
 import traceback
+from importlib import import_module
 from types import FrameType
 from typing import Annotated
 
@@ -35,6 +36,16 @@ app = typer.Typer(
 err_console = Console(stderr=True, highlight=False)
 
 
+#: Each command's modules add it to ``app`` when imported (``models add`` joins the ``models`` group).
+_COMMANDS = {
+    "predict": ("predict",),
+    "trimap": ("trimap",),
+    "eval": ("eval",),
+    "models": ("models", "models_add"),
+    "train": ("train",),
+}
+
+
 def error_line(message: str) -> None:
     """Print one ``error:`` line; the message is text, never rich markup (file names hold brackets)."""
     err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
@@ -58,8 +69,14 @@ def _root(
     """Image matting: alpha mattes, cutouts and benchmark numbers from the command line."""
 
 
-def _register_commands() -> None:
-    from mattekit.cli import eval, models, models_add, predict, train, trimap  # noqa: F401  (each adds its commands to ``app``)
+def _register_commands(argv: list[str]) -> None:
+    """Import the modules of the command being run, or every command's for help and usage errors: a run
+    of ``mattekit predict`` does not pay for the imports of ``eval`` (OpenCV, the metrics) or ``train``."""
+    words = [arg for arg in argv if not arg.startswith("-")]
+    wanted = [_COMMANDS[words[0]]] if words and words[0] in _COMMANDS else _COMMANDS.values()
+    for modules in wanted:
+        for name in modules:
+            import_module(f"mattekit.cli.{name}")
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -69,7 +86,7 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI under the error policy of :mod:`mattekit.errors`: user and OS errors become one line on
     stderr and exit status 2; a bug shows its traceback and a request to report it (exit status 3)."""
-    _register_commands()
+    _register_commands(sys.argv[1:] if argv is None else argv)
     # SIGTERM (a killed batch job) unwinds like Ctrl-C, so no temporary output file is left behind.
     signal.signal(signal.SIGTERM, _interrupt)
     try:

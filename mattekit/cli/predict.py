@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import typer
+from rich.console import RenderableType
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
@@ -20,18 +23,22 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from mattekit import jit
 from mattekit.batch import (
     BatchReport,
     Job,
     JobResult,
+    ModelRecipe,
     OutputOptions,
     collect,
     host_memory_budget,
+    parse_shard,
     plan_file,
     plan_folder,
     refuse_overwriting_inputs,
     run_batch,
 )
+from mattekit.batch import shard as shard_jobs
 from mattekit.cli import app, err_console
 from mattekit.compose import load_background
 from mattekit.engine import TileOptions, check, plan
@@ -40,8 +47,10 @@ from mattekit.errors import MattekitError, printable
 from mattekit.io import DEFAULT_MAX_PIXELS
 from mattekit.joint import MORPHOLOGY, TrimapMaker, check_fusion, load_trimap_maker, matte
 from mattekit.models import DEFAULT_MODEL, MattingModel
-from mattekit.predictor import load_input, load_model
+from mattekit.predictor import MattingInput, load_input, load_model
 from mattekit.segment import find_segmenter
+from mattekit.threads import apply as apply_threads
+from mattekit.threads import auto_threads
 
 
 @app.command()
@@ -127,6 +136,29 @@ def predict(
     fusion: Annotated[
         str, typer.Option(help="How a made trimap's known regions join the matte: hard or soft (Eq. 15).")
     ] = "hard",
+    processes: Annotated[
+        int | None,
+        typer.Option(
+            "--jobs",
+            help="Images matted at once, each in its own process, by weight-free models "
+            "(default: the usable cores not busy now). Networks use one process and --threads.",
+            show_default=False,
+        ),
+    ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            help="Threads the model computes with, in all (default: the usable cores not busy now).",
+            show_default=False,
+        ),
+    ] = None,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            help="K/N: matte only this worker's share of a folder (K = 0..N-1), for N machines.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Matte an image (or every image in a folder) and write <stem>_alpha.png, plus <stem>_rgba.png with
     --rgba and <stem>_composite.png with --background.  Without --trimap the trimap is made from --mask,
@@ -140,23 +172,38 @@ def predict(
     options = OutputOptions(rgba=rgba, background=backdrop, bit_depth=bit_depth)
     tiling = TileOptions(tile=tile, tile_size=tile_size, overlap=overlap, batch=batch, max_memory=max_memory)
     check(tiling)
+    for name, value in (("--jobs", processes), ("--threads", threads)):
+        if value is not None and value < 1:
+            raise MattekitError(f"{name} must be 1 or more, not {value}")
     if source.is_dir():
         jobs, planning_failures = plan_folder(source, trimap, output, options, mask)
     elif source.exists():
         jobs, planning_failures = [plan_file(source, trimap, output, options, mask)], []
     else:
         raise MattekitError(f"{source}: no such file or folder")
+    if shard is not None:
+        jobs, planning_failures = shard_jobs(jobs, planning_failures, *parse_shard(shard))
     refuse_overwriting_inputs(jobs, Path(background) if backdrop is not None and backdrop.ndim == 3 else None)
+    jit.on_compile(lambda: _note("compiling solvers (numba), first run only ..."))
     matting_model = load_model(model, weights=weights, device=device)
     # The outputs are made in host memory: on the CPU the engine's budget holds for them too.
     budget = host_memory_budget(max_memory, on_cpu=device_kind(matting_model) == "cpu")
     options = replace(options, memory_budget=budget)
+    if options.rgba or backdrop is not None:
+        jit.import_pymatting()  # now, not under the progress bar: it may compile (first run)
     maker, trimap_path = None, "given (--trimap)"
     if trimap is None and matting_model.requirements.trimap:
         maker = load_trimap_maker(trimap_model, trimap_weights, device, erode, dilate)
         # The segmenter is looked up now, so a missing extra stops the run before any image is read.
         mask_source = "--mask" if mask is not None else f"automatic mask: {find_segmenter().describe()}"
         trimap_path = f"{maker.describe(mask_source)}; {fusion} fusion"
+    total_threads = threads or auto_threads()
+    # Weight-free solvers use about one core per image: images in parallel use the cores.  A network's
+    # threads already do, and each worker would hold its own copy of the weights.  Trimaps made from masks
+    # (a segmenter, a trimap network) are made in this process, so those runs use one process too.
+    in_parallel = not matting_model.requirements.weights and maker is None
+    workers = max(1, min(processes or total_threads, len(jobs))) if in_parallel else 1
+    apply_threads(total_threads)
     if dry_run:
         _print_plans(jobs, matting_model, tiling, max_pixels, maker, trimap_path)
         return
@@ -173,9 +220,15 @@ def predict(
             else:  # this image is done: hide the bar and restart its clock for the next one
                 progress.reset(tiles, visible=False)
 
+        def matte_here(data: MattingInput) -> np.ndarray:
+            return matte(matting_model, data, maker, fusion, tiling, tile_progress)
+
+        recipe = ModelRecipe(
+            model, {"weights": weights, "device": device}, tiling, max(1, total_threads // workers)
+        )
         results = run_batch(
-            jobs, lambda data: matte(matting_model, data, maker, fusion, tiling, tile_progress), options,
-            skip_existing=skip_existing, max_pixels=max_pixels,
+            jobs, recipe if workers > 1 else matte_here, options,
+            skip_existing=skip_existing, max_pixels=max_pixels, workers=workers,
         )
         report = collect(_advancing(results, progress, task), planning_failures)
     _summarise(report)
@@ -229,10 +282,20 @@ def _advancing(results: Iterator[JobResult], progress: Progress, task: TaskID) -
         yield result
 
 
+def _note(message: RenderableType) -> AbstractContextManager[object]:
+    """A spinner with ``message`` while something slow runs; one line on stderr when it is not a terminal."""
+    if err_console.is_terminal:
+        return err_console.status(message)
+    err_console.print(message)
+    return nullcontext()
+
+
 def _summarise(report: BatchReport) -> None:
+    seconds = jit.compile_seconds
+    compiling = f" after {seconds:.1f} s compiling solvers (first run only)" if seconds else ""
     err_console.print(
         f"wrote {len(report.written)}, skipped {len(report.skipped)}, failed {len(report.failures)} "
-        f"in {report.seconds:.1f} s"
+        f"in {report.seconds:.1f} s{compiling}", soft_wrap=True,
     )
     if report.failures:
         table = Table(title="failed inputs", title_justify="left")

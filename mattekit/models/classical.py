@@ -2,10 +2,11 @@
 
 Each solver propagates the known alpha of the trimap into the unknown region through an image-dependent
 affinity; none needs weights, so they are what ``mattekit predict`` runs offline on a fresh machine.
-pymatting (and numba under it) takes seconds to import, so it is imported when a solver is first built,
-not when the registry is listed.  Degenerate trimaps get an answer rather than a crash: with only
-background known the unknown region is 0, with only foreground known it is 1 (for the propagation solvers
-that is the exact minimum of their energy; sampling finds nothing else to sample).
+pymatting (and numba under it) takes seconds to import, and compiles its kernels on a first run, so it is
+imported when a solver is first built, not when the registry is listed (see :mod:`mattekit.jit`).
+Degenerate trimaps get an answer rather than a crash: with only background known the unknown region is 0,
+with only foreground known it is 1 (for the propagation solvers that is the exact minimum of their energy;
+sampling finds nothing else to sample).
 """
 
 from __future__ import annotations
@@ -13,12 +14,11 @@ from __future__ import annotations
 import contextlib
 import io
 from collections.abc import Callable
-from importlib import import_module
 
 import numpy as np
 
 from mattekit.errors import MattekitError
-from mattekit.models import register_model
+from mattekit.jit import import_pymatting
 from mattekit.models.base import MattingModel, Requirements
 from mattekit.trimap import BACKGROUND, FOREGROUND, UNKNOWN
 
@@ -26,7 +26,7 @@ Solver = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 def _pymatting(function: str) -> Solver:
-    return getattr(import_module("pymatting"), function)
+    return getattr(import_pymatting(), function)
 
 _CLASSICAL = Requirements(trimap=True)
 
@@ -79,49 +79,28 @@ def _degenerate(trimap: np.ndarray, known_fg: bool, known_bg: bool) -> np.ndarra
     return alpha
 
 
-_LEVIN = "Levin, Lischinski & Weiss, A Closed-Form Solution to Natural Image Matting, TPAMI 2008"
+# The factories the registry names (mattekit/models/__init__.py declares each with its paper).
 
 
-@register_model("closed-form", _CLASSICAL, "closed-form matting (matting Laplacian), weight-free", _LEVIN)
 def closed_form(**_: object) -> MattingModel:
     return ClassicalSolver(_pymatting("estimate_alpha_cf"))
 
 
-@register_model(
-    "knn", _CLASSICAL, "KNN matting (nonlocal affinities), weight-free",
-    "Chen, Li & Tang, KNN Matting, TPAMI 2013",
-)
 def knn(**_: object) -> MattingModel:
     return ClassicalSolver(_pymatting("estimate_alpha_knn"))
 
 
-@register_model(
-    "large-kernel", _CLASSICAL, "large-kernel matting Laplacian, weight-free",
-    "He, Sun & Tang, Fast Matting Using Large Kernel Matting Laplacian Matrices, CVPR 2010",
-)
 def large_kernel(**_: object) -> MattingModel:
     return ClassicalSolver(_pymatting("estimate_alpha_lkm"))
 
 
-@register_model(
-    "random-walk", _CLASSICAL, "random-walk matting, weight-free",
-    "Grady, Schiwietz, Aharon & Westermann, Random Walks for Interactive Alpha-Matting, VIIP 2005",
-)
 def random_walk(**_: object) -> MattingModel:
     return ClassicalSolver(_pymatting("estimate_alpha_rw"))
 
 
-@register_model(
-    "learning-based", _CLASSICAL, "learning-based digital matting (local linear model), weight-free",
-    "Zheng & Kambhamettu, Learning Based Digital Matting, ICCV 2009",
-)
 def learning_based(**_: object) -> MattingModel:
     return ClassicalSolver(_pymatting("estimate_alpha_lbdm"))
 
 
-@register_model(
-    "shared-sampling", _CLASSICAL, "shared sampling matting, weight-free",
-    "Gastal & Oliveira, Shared Sampling for Real-Time Alpha Matting, Eurographics 2010",
-)
 def shared_sampling(**_: object) -> MattingModel:
     return ClassicalSolver(_pymatting("estimate_alpha_sm"))

@@ -14,7 +14,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mattekit.models import register_model
 from mattekit.models.base import Requirements
 from mattekit.models.layers import (
     NormLayer,
@@ -124,12 +123,6 @@ class GCAMatting(nn.Module):
         return self.decoder(bottleneck, skips, image_feature, unknown)
 
 
-@register_model(
-    "gca",
-    REQUIREMENTS,
-    summary="GCA-Matting (gca-dist): ResNet-34-D encoder-decoder with guided contextual attention",
-    paper="Li & Lu, Natural Image Matting via Guided Contextual Attention, AAAI 2020",
-)
 def gca(weights: str | Path | None = None, device: str = "auto", half: bool = False) -> NetworkModel:
     """GCA-Matting; ``weights``: an official checkpoint or a zoo ``.safetensors`` file (None: random init)."""
     return build(GCAMatting(), REQUIREMENTS, weights, device, half, ATTENTION_STRIDE)

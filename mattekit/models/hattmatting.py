@@ -37,7 +37,6 @@ from torch import Tensor, nn
 
 from mattekit.device import resolve_device
 from mattekit.errors import MattekitError
-from mattekit.models import register_model
 from mattekit.models.backbones import ASPP, BACKBONES, create_backbone
 from mattekit.models.base import Requirements
 from mattekit.models.checkpoint import load_into, read_state_dict
@@ -252,12 +251,6 @@ def backbone_of(state_dict: dict[str, Tensor]) -> str:
     return DEFAULT_BACKBONE  # the strict load then names the keys that misfit
 
 
-@register_model(
-    "hattmatting",
-    REQUIREMENTS,
-    summary="HAttMatting: trimap-free ResNeXt + ASPP with channel and spatial attention (no trimap needed)",
-    paper=_PAPER,
-)
 def hattmatting(
     weights: str | Path | None = None,
     device: str = "auto",

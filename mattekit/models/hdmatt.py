@@ -58,7 +58,6 @@ from mattekit.device import resolve_device
 from mattekit.engine.context import ContextRequest, TileContext
 from mattekit.engine.tiling import gather
 from mattekit.errors import MattekitError
-from mattekit.models import register_model
 from mattekit.models.backbones import ASPP, ResNetFeatures, create_backbone
 from mattekit.models.base import Requirements
 from mattekit.models.checkpoint import load_into, read_state_dict
@@ -516,12 +515,6 @@ def sample_training_patches(
     return out
 
 
-@register_model(
-    "hdmatt",
-    REQUIREMENTS,
-    summary="HDMatt: patch-based matting, dilated ResNet-34 + ASPP, cross-patch context (top-3, TGNL)",
-    paper="Yu et al., High-Resolution Deep Image Matting, AAAI 2021",
-)
 def hdmatt(weights: str | Path | None = None, device: str = "auto", half: bool = False,
            cpc: CPCMode = "tgnl", k: int | Literal["all"] = TOP_K) -> HDMattModel:
     """HDMatt; ``weights``: a state_dict file (None: random init); ``cpc`` / ``k``: Table 3's ablations."""

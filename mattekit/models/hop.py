@@ -16,7 +16,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mattekit.errors import MattekitError
-from mattekit.models import register_model
 from mattekit.models.base import Requirements
 from mattekit.models.layers import (
     SELF_SCORE,
@@ -239,15 +238,6 @@ def _build(
     return build(net, requirements(global_rate), weights, device, half, attention_stride=16 * global_rate)
 
 
-_PAPER = "Li, Xu & Lu, Hierarchical Opacity Propagation for Image Matting, arXiv 2004.03249"
-
-
-@register_model(
-    "hop",
-    REQUIREMENTS,
-    summary="HOP-Matting (HOP-9x9-RI): global and 9x9 local opacity propagation, BatchNorm eps 1e-3",
-    paper=_PAPER,
-)
 def hop(
     weights: str | Path | None = None,
     device: str = "auto",
@@ -258,12 +248,6 @@ def hop(
     return _build(EPS_HOP_9X9_RI, weights, device, half, global_rate)
 
 
-@register_model(
-    "hop-all-data",
-    REQUIREMENTS,
-    summary="HOP-Matting (HOP-9x9-RI-all-data, also trained on Composition-1k test): BatchNorm eps 1e-5",
-    paper=_PAPER,
-)
 def hop_all_data(
     weights: str | Path | None = None,
     device: str = "auto",

@@ -57,7 +57,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mattekit.models import register_model
 from mattekit.models.backbones import ASPP
 from mattekit.models.base import Requirements
 from mattekit.models.layers import (
@@ -414,23 +413,11 @@ _PAPER = (
 )
 
 
-@register_model(
-    "spamattnet",
-    REQUIREMENTS,
-    summary="SPAMattNet: GCA's U-Net with sampling propagation attention (LSPA, GPA, CFC), ASPP, refinement",
-    paper=_PAPER,
-)
 def spamattnet(weights: str | Path | None = None, device: str = "auto", half: bool = False) -> NetworkModel:
     """SPAMattNet; ``weights``: a state_dict file (``.pth`` or ``.safetensors``); None: random init."""
     return build(SPAMattNet(), REQUIREMENTS, weights, device, half, ATTENTION_STRIDE)
 
 
-@register_model(
-    "spamattnet-star",
-    REQUIREMENTS,
-    summary="SPAMattNet* (Table IX): sampling propagation attention in MGMatting's U-Net, no ASPP or RM",
-    paper=_PAPER,
-)
 def spamattnet_star(
     weights: str | Path | None = None, device: str = "auto", half: bool = False
 ) -> NetworkModel:

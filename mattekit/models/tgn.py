@@ -39,7 +39,6 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from mattekit.device import resolve_device
-from mattekit.models import register_model
 from mattekit.models.backbones import ASPP, create_backbone
 from mattekit.models.base import Requirements, TrimapModel
 from mattekit.models.checkpoint import load_into, read_state_dict
@@ -131,13 +130,6 @@ class TGNModel(TrimapModel):
         return counter.get_total_flops()
 
 
-@register_model(
-    "tgn",
-    REQUIREMENTS,
-    summary="TGN: trimap generation network (ResNet-50 DeepLabv3, full-resolution head), RGB + coarse mask",
-    paper="Zhou et al., Sampling Propagation Attention with Trimap Generation Network for Natural Image "
-    "Matting, IEEE TCSVT 2023",
-)
 def tgn(weights: str | Path | None = None, device: str = "auto") -> TGNModel:
     """TGN; ``weights``: a state_dict file (``.pth`` or ``.safetensors``); None: random init."""
     net = TGN()

@@ -49,7 +49,7 @@ __all__ = [
     "register_task",
 ]
 
-# Modules that register tasks when imported (one per architecture, like mattekit.models._MODEL_MODULES).
+# Modules that register tasks when imported (one per architecture).
 _TASK_MODULES = (
     "mattekit.train.gca",
     "mattekit.train.hattmatting",

@@ -1,0 +1,49 @@
+"""How many threads a run computes with: the cores this process may use that are not busy now.
+
+Oversubscribing a busy CPU is far worse than using fewer threads: on two cores already loaded by other
+work, two torch threads slowed a tiled 6000x6000 GCA run from 61 s to 262-324 s while one thread held
+80 s (docs/benchmarks.md).  So the default is the usable cores (the process's CPU affinity, capped by a
+cgroup CPU quota as containers set) less the ones the 1-minute load average says are busy, and at least
+one; ``--threads N`` overrides it.  The CLI applies it; the Python API leaves the libraries' own settings
+alone unless :func:`apply` is called.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from pathlib import Path
+
+#: cgroup v2 CPU limit of this process's container: "<quota> <period>" or "max <period>".
+_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+
+
+def usable_cores() -> int:
+    """Cores this process may run on: its CPU affinity, capped by a cgroup CPU quota."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        quota, period = _CPU_MAX.read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 limit to read
+    return max(1, cores)
+
+
+def auto_threads(cores: int | None = None, load: float | None = None) -> int:
+    """The usable cores less those busy now (the 1-minute load average, rounded), at least one."""
+    cores = usable_cores() if cores is None else cores
+    if load is None:
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    return max(1, min(cores, round(cores - load)))
+
+
+def apply(threads: int) -> None:
+    """Compute with ``threads`` threads in torch (intra-op) and numba (pymatting's parallel kernels),
+    for whichever of them is imported: call it after the model is built."""
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+    if "numba" in sys.modules:
+        numba = sys.modules["numba"]
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
