@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import inspect
 import os
 from dataclasses import dataclass
 
@@ -16,7 +15,7 @@ import numpy as np
 from mattekit.engine import Progress, TileOptions, plan, run_tiled
 from mattekit.errors import MattekitError
 from mattekit.io import DEFAULT_MAX_PIXELS, ImageLike, image_size, read_gray, read_image
-from mattekit.models import DEFAULT_MODEL, MattingModel, create_model, get_model_info
+from mattekit.models import DEFAULT_MODEL, MattingModel, Requirements, create_model, get_model_info
 from mattekit.trimap import BACKGROUND, FOREGROUND, read_trimap
 
 
@@ -129,20 +128,20 @@ def load_model(model: str | MattingModel = DEFAULT_MODEL, **kwargs: object) -> M
         raise MattekitError(f"model {model!r} makes trimaps, not mattes: use it as --trimap-model {model}")
     if info.requirements.weights and kwargs.get("weights") is None:
         raise MattekitError(f"model {model!r} needs weights: pass --weights FILE")
-    _refuse_ignored_options(model, info.factory, kwargs)
+    _refuse_ignored_options(model, info.requirements, kwargs)
     return create_model(model, **kwargs)
 
 
-def _refuse_ignored_options(model: str, factory: object, kwargs: dict[str, object]) -> None:
+def _refuse_ignored_options(model: str, requirements: Requirements, kwargs: dict[str, object]) -> None:
     """An option a model would silently ignore is an error: ``--weights`` for a weight-free model, and
-    ``--device cuda`` for one that runs on the CPU only (``cpu`` and ``auto`` always hold)."""
-    parameters = inspect.signature(factory).parameters  # type: ignore[arg-type]
-    if kwargs.get("weights") is not None and "weights" not in parameters:
+    ``--device cuda`` for one that runs on the CPU only (``cpu`` and ``auto`` always hold).  Weight-free
+    models are the classical solvers, which run on the CPU only."""
+    if kwargs.get("weights") is not None and not requirements.weights:
         weights = kwargs["weights"]
         raise MattekitError(f"--weights {weights}: model {model!r} is weight-free and takes no weights")
     device = kwargs.get("device")
     on_gpu = isinstance(device, str) and device.strip().lower() not in ("auto", "cpu")
-    if on_gpu and "device" not in parameters:
+    if on_gpu and not requirements.weights:
         from mattekit.device import resolve_device
 
         resolve_device(str(device))  # no CUDA, or no such GPU: say that first

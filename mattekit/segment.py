@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from mattekit.errors import MattekitError
@@ -100,6 +99,8 @@ class SalientSegmenter:
         self.input_name = self.session.get_inputs()[0].name
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
+        import cv2  # here: a run with trimaps or masks never needs OpenCV
+
         height, width = image.shape[:2]
         small = cv2.resize(image.astype(np.float32), (INPUT_SIZE, INPUT_SIZE), interpolation=cv2.INTER_AREA)
         small = small / max(float(small.max()), 1e-6)

@@ -42,7 +42,7 @@ def _imported(args: list[str], cwd: Path) -> set[str]:
     [
         ["--help"],
         ["models", "list"],
-        ["eval", "--pred", "{pred}", "--gt", "{gt}", "--trimap", "{trimap}"],
+        ["eval", "--pred", "{pred}", "--gt", "{gt}", "--trimap", "{trimap}", "--allow-unpaired"],
         ["predict", "{image}", "--trimap", "{image_trimap}", "-o", "{out}"],
     ],
     ids=["help", "models-list", "eval-pred", "predict-weight-free"],
