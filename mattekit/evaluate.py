@@ -376,11 +376,13 @@ def predict_and_score(
     region: str = "unknown",
     max_pixels: int = DEFAULT_MAX_PIXELS,
     on_row: Callable[[Row], None] | None = None,
+    trim_trimap: bool = False,
 ) -> tuple[list[Row], str]:
     """Run ``model`` on every case and score the 8-bit matte ``mattekit predict`` would write for it.
 
     Returns the rows and how memory was measured.  ``seconds`` and ``peak_mb`` cover decoding the input
-    and predicting, not scoring.
+    and predicting (with ``trim_trimap``, trimming too), not scoring; the score is always over the
+    case's own trimap.
     """
     meter = _PeakMemory(str(getattr(model, "device", "cpu")))
     rows = []
@@ -390,7 +392,7 @@ def predict_and_score(
         meter.start()
         begin = time.perf_counter()
         data = load_input(case.image, case.trimap, max_pixels)
-        alpha = run_model(model, data)
+        alpha = run_model(model, data, trim_trimap=trim_trimap)
         seconds = time.perf_counter() - begin
         peak = meter.peak_mb()
         gt = read_alpha(case.gt, max_pixels)
@@ -434,14 +436,16 @@ def evaluate_model(
     region: str = "unknown",
     max_pixels: int = DEFAULT_MAX_PIXELS,
     on_row: Callable[[Row], None] | None = None,
+    trim_trimap: bool = False,
 ) -> Report:
     """Predict every case of ``dataset`` (from :func:`find_cases`) with ``model`` and score the results."""
     conventions = _conventions(region, dataset.trimaps)
     _require_cases(dataset)
-    rows, memory = predict_and_score(dataset.cases, model, region, max_pixels, on_row)
+    rows, memory = predict_and_score(dataset.cases, model, region, max_pixels, on_row, trim_trimap)
     conventions |= {
         "layout": dataset.layout,
         "model": model_name,
+        "trimming": "patch-based (mattekit.trimap.trim) before predicting" if trim_trimap else "none",
         "seconds": "per image: decoding the input and predicting (scoring excluded)",
         "memory": f"per image: {memory}",
     }

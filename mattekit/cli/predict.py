@@ -90,6 +90,13 @@ def predict(
             "(default: 90% of free GPU memory, 50% of available RAM).",
         ),
     ] = None,
+    trim: Annotated[
+        bool,
+        typer.Option(
+            "--trim", help="Trim the trimap first: unknown pixels whose patch clearly matches only the "
+            "foreground or only the background become known (any model; see docs/trimap.md).",
+        ),
+    ] = False,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print how each image would run (tiles, memory) and stop.")
     ] = False,
@@ -126,7 +133,7 @@ def predict(
                 progress.reset(tiles, visible=False)
 
         results = run_batch(
-            jobs, lambda data: run_model(matting_model, data, tiling, tile_progress), options,
+            jobs, lambda data: run_model(matting_model, data, tiling, tile_progress, trim), options,
             skip_existing=skip_existing, max_pixels=max_pixels,
         )
         report = collect(_advancing(results, progress, task), planning_failures)

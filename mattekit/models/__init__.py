@@ -29,7 +29,12 @@ __all__ = [
 DEFAULT_MODEL = "shared-sampling"
 
 # Modules that register models when imported; listed here so the registry is complete on first use.
-_MODEL_MODULES = ("mattekit.models.classical", "mattekit.models.gca", "mattekit.models.hop")
+_MODEL_MODULES = (
+    "mattekit.models.classical",
+    "mattekit.models.information_flow",
+    "mattekit.models.gca",
+    "mattekit.models.hop",
+)
 
 
 @dataclass(frozen=True)
