@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import scipy.sparse.linalg as spla
 
 from mattekit.cli import main
+from mattekit.engine import TileOptions
 from mattekit.errors import MattekitError
 from mattekit.evaluate import read_alpha
 from mattekit.io import read_gray, read_image
@@ -23,6 +25,7 @@ from mattekit.models.information_flow import (
     lle_weights,
     solve,
 )
+from mattekit.predictor import MattingInput, load_input, run_model
 from mattekit.trimap import BACKGROUND, FOREGROUND, UNKNOWN, read_trimap, trim
 
 
@@ -180,3 +183,23 @@ def test_predict_cli_trim(tmp_path: Path, dev_dir: Path) -> None:
     moved = (trimap == UNKNOWN) & (trim(image, trimap) != UNKNOWN)
     assert moved.any() and np.all(np.isin(trimmed[moved], (0.0, 1.0)))
     assert not np.array_equal(plain, trimmed)
+
+
+def test_tiled_stays_close_to_whole_image(dev_dir: Path) -> None:
+    """The non-local flows see only their tile, so tiles differ from the whole pass more than closed-form's
+    (GT02 at 400×248, 2×2 tiles of 192 px: mean |Δα| 7.4e-3 against 2.0e-4), but not in quality: SAD
+    against the ground truth measured 0.415 tiled, 0.392 whole (closed-form: 1.013 and 1.012)."""
+    data = load_input(dev_dir / "input_training_lowres" / "GT02.png",
+                      dev_dir / "trimap_training_lowres" / "Trimap1" / "GT02.png")
+    assert data.trimap is not None
+    size = (400, 248)
+    small = MattingInput(cv2.resize(data.image, size, interpolation=cv2.INTER_AREA),
+                         cv2.resize(data.trimap, size, interpolation=cv2.INTER_NEAREST))
+    truth = cv2.resize(read_alpha(dev_dir / "gt_training_lowres" / "GT02.png") / 255.0, size,
+                       interpolation=cv2.INTER_AREA)
+    model = create_model("information-flow")
+    whole = run_model(model, small, TileOptions(tile="off"))
+    tiled = run_model(model, small, TileOptions(tile="on", tile_size=192, overlap=32))
+    unknown = small.trimap == UNKNOWN
+    assert np.abs(tiled - whole)[unknown].mean() < 1.5e-2
+    assert np.abs(tiled - truth)[unknown].sum() < 1.1 * np.abs(whole - truth)[unknown].sum()
