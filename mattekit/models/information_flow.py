@@ -22,24 +22,24 @@ One sparse linear system in the opacities of the unknown pixels, the sum of four
 The minimiser of E_CM + σ_KU E_KU + σ_UU E_UU + σ_L E_L with the known pixels fixed (§3.5) is found
 with a preconditioned conjugate gradient.
 
-Choices the papers leave open or that mattekit makes differently (REC), each measured on
-alphamatting-dev (docs/benchmarks.md):
+Choices the papers leave open or that mattekit makes differently (REC; only the solver was chosen by
+measurement, the others are not tuned):
 
 - Known pixels are **hard constraints** (the paper's trimap term λ E_T with λ = 100 taken to its limit):
-  the system has one unknown per unknown pixel, known neighbours move to the right-hand side, and it is
-  smaller and better conditioned than the λ-weighted one.
+  the system has one unknown per unknown pixel and known neighbours move to the right-hand side, so it
+  spans only the unknown region (the known pixels it touches enter through the right-hand side).
 - The local-linear-embedding Gram matrices are conditioned by adding 1e-3 to their diagonal (colours in
   [0, 1]), solved in closed form through their rank-3 structure (Woodbury) instead of a K×K solve.
 - w^F_p is clipped to [0, 1] and η_p to [0, 1]; where the foreground (or background) weights sum to
   almost nothing, F̄ (B̄) is the plain mean of those neighbours' colours.
-- The matting Laplacian's ε is 1e-6 (Levin et al. use 1e-7; 1e-6 is the toolbox default the paper used).
+- The matting Laplacian's ε is 1e-6 (Levin et al.'s default is 1e-7); not tuned.
 - A tiny pull (1e-6) towards the K-to-U estimate keeps the system positive definite when an unknown
   component reaches no known pixel through any flow.
 - The K-to-U flow is always on (the paper's E_1); ``known_to_unknown=False`` gives its E_2, which the
   CVPR paper used for highly transparent objects (net, plastic bag).
 - Solver: conjugate gradient preconditioned by pymatting's thresholded incomplete Cholesky (entries
   below 1e-2 dropped), chosen over pyamg's smoothed-aggregation multigrid and Jacobi by measurement
-  (``benchmarks/information_flow_solvers.py``, docs/benchmarks.md); ``preconditioner="jacobi"`` needs
+  (``benchmarks/information_flow.py solvers``, docs/benchmarks.md); ``preconditioner="jacobi"`` needs
   no factorisation memory.
 """
 
@@ -245,7 +245,8 @@ def solve(
 ) -> np.ndarray:
     """Preconditioned conjugate gradient on the symmetric positive definite system, from ``start``.
 
-    The relative residual 1e-5 moves no alpha by more than 1e-3 against a 1e-7 solve on alphamatting-dev.
+    A relative residual of 1e-5 moved no alpha by more than 1e-3 against a 1e-7 solve (GT01, GT04 of
+    alphamatting-dev, ``benchmarks/information_flow.py solvers``).
     """
     operator = _preconditioner(matrix, preconditioner)
     solution, info = cg(matrix, rhs, x0=start, rtol=1e-5, maxiter=3000, M=operator)
