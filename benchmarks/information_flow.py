@@ -2,6 +2,7 @@
 
     python benchmarks/information_flow.py solvers GT04 Trimap1     # preconditioners on one system
     python benchmarks/information_flow.py memory GT01 Trimap1      # peak memory growth, IFM vs closed-form
+    python benchmarks/information_flow.py speed                    # seconds, IFM vs closed-form, 18 cases
 
 ``solvers`` builds the system of one alphamatting-dev case once, then solves it with conjugate gradient
 under each preconditioner (pymatting's thresholded incomplete Cholesky at two discard thresholds, pyamg's
@@ -9,7 +10,9 @@ smoothed aggregation when pyamg is installed, Jacobi) to a relative residual of 
 K-to-U estimate, and compares each answer with a 1e-7 Jacobi solve.  Closed-form's whole solve on the same
 case is timed first, for the ratio.  ``memory`` runs each model in a fresh process and reports the growth
 of its peak resident memory (ru_maxrss) over the inference alone, per image pixel: the figure of
-``MattingModel.bytes_per_pixel`` (docs/engine.md).  Results go to docs/benchmarks.md.
+``MattingModel.bytes_per_pixel`` (docs/engine.md).  ``speed`` times both models case by case, one
+right after the other, so that a shared machine's changing load hits both alike.  Results go to
+docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -112,15 +115,43 @@ def memory(name: str, trimap_set: str) -> None:
         subprocess.run([sys.executable, __file__, "_one", model_name, name, trimap_set], check=True)
 
 
+def speed() -> None:
+    from mattekit.predictor import load_model
+
+    models = {name: load_model(name) for name in ("closed-form", "information-flow")}
+    warm_image, warm_trimap = _case("GT01", "Trimap1")
+    for model in models.values():  # imports and compiled code are not part of the timing
+        model.infer(warm_image[None, :64, :64], warm_trimap[None, :64, :64])
+    totals = dict.fromkeys(models, 0.0)
+    ratios = []
+    for trimap_set in ("Trimap1", "Trimap2"):
+        for index in range(1, 10):
+            image, trimap = _case(f"GT{index:02d}", trimap_set)
+            load = os.getloadavg()[0]
+            seconds = {}
+            for name, model in models.items():
+                begin = time.perf_counter()
+                model.infer(image[None], trimap[None])
+                seconds[name] = time.perf_counter() - begin
+                totals[name] += seconds[name]
+            ratio = seconds["information-flow"] / seconds["closed-form"]
+            ratios.append(ratio)
+            print(f"{trimap_set}/GT{index:02d}: closed-form {seconds['closed-form']:.2f} s, information-flow "
+                  f"{seconds['information-flow']:.2f} s, ratio {ratio:.2f} (load {load:.1f})", flush=True)
+    cf, ifm = totals["closed-form"], totals["information-flow"]
+    print(f"total: closed-form {cf:.1f} s, information-flow {ifm:.1f} s, ratio of totals {ifm / cf:.2f}, "
+          f"median ratio {np.median(ratios):.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["solvers", "memory", "_one"])
-    parser.add_argument("args", nargs="+")
+    parser.add_argument("what", choices=["solvers", "memory", "speed", "_one"])
+    parser.add_argument("args", nargs="*")
     args = parser.parse_args()
     if args.what == "_one":
         _peak_growth(*args.args)
     else:
-        {"solvers": solvers, "memory": memory}[args.what](*args.args)
+        {"solvers": solvers, "memory": memory, "speed": speed}[args.what](*args.args)
 
 
 if __name__ == "__main__":

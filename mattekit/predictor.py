@@ -1,7 +1,7 @@
 """The Python API: one image (and its trimap) in, one float32 alpha matte out.
 
 >>> import mattekit
->>> alpha = mattekit.predict("photo.jpg", "photo_trimap.png")          # shared sampling, no weights
+>>> alpha = mattekit.predict("photo.jpg", "photo_trimap.png")          # information flow, no weights
 >>> alpha = mattekit.predict(image_array, trimap_array, model="knn")
 """
 

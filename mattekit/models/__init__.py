@@ -26,7 +26,7 @@ __all__ = [
 
 #: The weight-free model ``mattekit predict`` uses when no ``--model`` is given (chosen by measurement,
 #: see docs/benchmarks.md).
-DEFAULT_MODEL = "shared-sampling"
+DEFAULT_MODEL = "information-flow"
 
 # Modules that register models when imported; listed here so the registry is complete on first use.
 _MODEL_MODULES = (
