@@ -386,17 +386,18 @@ def _attempt_in_worker(job: Job, options: OutputOptions, max_pixels: int) -> Job
 @dataclass(frozen=True)
 class ModelRecipe:
     """A picklable way to build the matter of a batch in each worker: the model by name, its factory's
-    arguments, how to tile, and how many threads each worker computes with."""
+    arguments, how to tile, how many threads each worker computes with, and whether to trim trimaps."""
 
     model: str
     kwargs: dict[str, object]
     tiling: TileOptions | None = None
     threads: int = 1
+    trim_trimap: bool = False
 
     def __call__(self) -> Matter:
         model = load_model(self.model, **self.kwargs)
         apply_threads(self.threads)
-        return lambda data: run_model(model, data, self.tiling)
+        return lambda data: run_model(model, data, self.tiling, trim_trimap=self.trim_trimap)
 
 
 # --- sharding ----------------------------------------------------------------------------------------------

@@ -465,14 +465,16 @@ def predict_and_score(
     on_row: Callable[[Row], None] | None = None,
     failures: list[str] | None = None,
     image_only: bool = False,
+    trim_trimap: bool = False,
 ) -> tuple[list[Row], str]:
     """Run ``model`` on every case and score the 8-bit matte ``mattekit predict`` would write for it.
 
     ``image_only`` runs a trimap-free model on the image alone (the trimap then only picks the scored
     region), as trimap-free papers evaluate; otherwise the trimap goes to the model and fixes the known
-    regions.  Returns the rows and how memory was measured.  ``seconds`` and ``peak_mb`` cover decoding
-    the input and predicting, not scoring.  A case that fails raises, or, when a ``failures`` list is
-    given, is recorded there and the others go on.
+    regions; ``trim_trimap`` trims it first (the score is always over the case's own trimap).  Returns the
+    rows and how memory was measured.  ``seconds`` and ``peak_mb`` cover decoding the input and predicting
+    (trimming included), not scoring.  A case that fails raises, or, when a ``failures`` list is given, is
+    recorded there and the others go on.
     """
     if image_only and model.requirements.trimap:
         raise MattekitError("--image-only: this model needs a trimap")
@@ -487,7 +489,7 @@ def predict_and_score(
         meter.start()
         begin = time.perf_counter()
         data = load_input(case.image, None if image_only else case.trimap, max_pixels)
-        alpha = run_model(model, data)
+        alpha = run_model(model, data, trim_trimap=trim_trimap)
         seconds = time.perf_counter() - begin
         peak = meter.peak_mb()
         gt = read_alpha(case.gt, max_pixels)
@@ -560,17 +562,21 @@ def evaluate_model(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     on_row: Callable[[Row], None] | None = None,
     image_only: bool = False,
+    trim_trimap: bool = False,
 ) -> Report:
     """Predict every case of ``dataset`` (from :func:`find_cases`) with ``model`` and score the results;
-    ``image_only``: see :func:`predict_and_score`."""
+    ``image_only`` and ``trim_trimap``: see :func:`predict_and_score`."""
     conventions = _conventions(region, dataset.trimaps)
     _require_cases(dataset)
     failures: list[str] = []
-    rows, memory = predict_and_score(dataset.cases, model, region, max_pixels, on_row, failures, image_only)
+    rows, memory = predict_and_score(
+        dataset.cases, model, region, max_pixels, on_row, failures, image_only, trim_trimap
+    )
     conventions |= {
         "layout": dataset.layout,
         "model": model_name,
         "model input": "the image alone (no trimap)" if image_only else "the image and its trimap",
+        "trimming": "patch-based (mattekit.trimap.trim) before predicting" if trim_trimap else "none",
         "seconds": "per image: decoding the input and predicting (scoring excluded)",
         "memory": f"per image: {memory}",
     }

@@ -150,13 +150,15 @@ def matte(
     fusion: str = "hard",
     tiling: TileOptions | None = None,
     progress: Progress | None = None,
+    trim_trimap: bool = False,
 ) -> np.ndarray:
-    """Alpha of one input: with its trimap as given, else through a trimap ``maker`` and ``fusion``."""
+    """Alpha of one input: with its trimap as given, else through a trimap ``maker`` and ``fusion``
+    (``trim_trimap``: see :func:`mattekit.predictor.run_model`)."""
     if data.trimap is not None or maker is None:
-        return run_model(model, data, tiling, progress)
+        return run_model(model, data, tiling, progress, trim_trimap)
     estimate = maker.estimate(data.image, data.mask)
     guided = replace(data, trimap=estimate.trimap, mask=None, source_alpha=None)
-    alpha = fuse(run_model(model, guided, tiling, progress), estimate.probabilities, fusion)
+    alpha = fuse(run_model(model, guided, tiling, progress, trim_trimap), estimate.probabilities, fusion)
     if data.source_alpha is not None:
         alpha *= data.source_alpha
     return alpha

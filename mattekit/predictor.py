@@ -1,14 +1,14 @@
 """The Python API: one image (and its trimap) in, one float32 alpha matte out.
 
 >>> import mattekit
->>> alpha = mattekit.predict("photo.jpg", "photo_trimap.png")          # shared sampling, no weights
+>>> alpha = mattekit.predict("photo.jpg", "photo_trimap.png")          # information flow, no weights
 >>> alpha = mattekit.predict(image_array, trimap_array, model="knn")
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -16,7 +16,7 @@ from mattekit.engine import Progress, TileOptions, plan, run_tiled
 from mattekit.errors import MattekitError
 from mattekit.io import DEFAULT_MAX_PIXELS, ImageLike, image_size, read_gray, read_image
 from mattekit.models import DEFAULT_MODEL, MattingModel, Requirements, create_model, get_model_info
-from mattekit.trimap import BACKGROUND, FOREGROUND, read_trimap
+from mattekit.trimap import BACKGROUND, FOREGROUND, read_trimap, trim
 
 
 @dataclass(frozen=True)
@@ -70,12 +70,19 @@ def run_model(
     data: MattingInput,
     tiling: TileOptions | None = None,
     progress: Progress | None = None,
+    trim_trimap: bool = False,
 ) -> np.ndarray:
     """A model's alpha for one input: in one pass (pad as it asks, infer, crop) or, when that does not fit
-    the memory budget, in blended tiles (see :mod:`mattekit.engine`); then fix the known regions."""
+    the memory budget, in blended tiles (see :mod:`mattekit.engine`); then fix the known regions.
+
+    ``trim_trimap`` first moves unknown pixels that are confidently foreground or background into the
+    known regions (:func:`mattekit.trimap.trim`, on the whole image before any tiling).
+    """
     requirements = model.requirements
     if requirements.trimap and data.trimap is None:
         raise MattekitError("this model needs a trimap (--trimap)")
+    if trim_trimap and data.trimap is not None:
+        data = replace(data, trimap=trim(data.image, data.trimap))
     height, width = data.image.shape[:2]
     how = plan(model, height, width, data.trimap, tiling or TileOptions())
     if how.grid is not None:
@@ -156,6 +163,7 @@ def predict(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     tiling: TileOptions | None = None,
     progress: Progress | None = None,
+    trim_trimap: bool = False,
     **model_kwargs: object,
 ) -> np.ndarray:
     """Alpha matte (H, W) float32 in [0, 1] of ``image``.
@@ -164,7 +172,7 @@ def predict(
     trimap encodings understood).  ``model`` is a registry name or a model built with
     :func:`load_model`; build it once when matting many images.  ``tiling`` sets how big images are
     split (``mattekit.engine.TileOptions(tile="on", max_memory="6GB")``); ``progress(done, total)`` is
-    called after each batch of tiles.
+    called after each batch of tiles; ``trim_trimap`` trims the trimap first (:func:`mattekit.trimap.trim`).
     """
     data = load_input(image, trimap, max_pixels)
-    return run_model(load_model(model, **model_kwargs), data, tiling, progress)
+    return run_model(load_model(model, **model_kwargs), data, tiling, progress, trim_trimap)

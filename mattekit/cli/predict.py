@@ -106,6 +106,13 @@ def predict(
             "(default: 90% of free GPU memory, 50% of available RAM).",
         ),
     ] = None,
+    trim: Annotated[
+        bool,
+        typer.Option(
+            "--trim", help="Trim the trimap first: unknown pixels whose patch clearly matches only the "
+            "foreground or only the background become known (any model; see docs/trimap.md).",
+        ),
+    ] = False,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print how each image would run (tiles, memory) and stop.")
     ] = False,
@@ -221,10 +228,10 @@ def predict(
                 progress.reset(tiles, visible=False)
 
         def matte_here(data: MattingInput) -> np.ndarray:
-            return matte(matting_model, data, maker, fusion, tiling, tile_progress)
+            return matte(matting_model, data, maker, fusion, tiling, tile_progress, trim)
 
         recipe = ModelRecipe(
-            model, {"weights": weights, "device": device}, tiling, max(1, total_threads // workers)
+            model, {"weights": weights, "device": device}, tiling, max(1, total_threads // workers), trim
         )
         results = run_batch(
             jobs, recipe if workers > 1 else matte_here, options,

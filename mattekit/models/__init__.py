@@ -31,7 +31,7 @@ __all__ = [
 
 #: The weight-free model ``mattekit predict`` uses when no ``--model`` is given (chosen by measurement,
 #: see docs/benchmarks.md).
-DEFAULT_MODEL = "shared-sampling"
+DEFAULT_MODEL = "information-flow"
 
 #: A factory ``f(**kwargs) -> MattingModel``, or where to find one: ``"package.module:function"``.
 Factory = Callable[..., MattingModel] | str
@@ -143,6 +143,12 @@ register_model(
     "shared-sampling", "mattekit.models.classical:shared_sampling", _SOLVER,
     "shared sampling matting, weight-free",
     "Gastal & Oliveira, Shared Sampling for Real-Time Alpha Matting, Eurographics 2010",
+)
+register_model(
+    "information-flow", "mattekit.models.information_flow:information_flow", _SOLVER,
+    "information-flow matting (color-mixture, K-to-U, intra-U and local flows), weight-free",
+    "Aksoy, Aydın & Pollefeys, Designing Effective Inter-Pixel Information Flow for Natural Image Matting, "
+    "CVPR 2017",
 )
 register_model(
     "gca", "mattekit.models.gca:gca", _GCA,

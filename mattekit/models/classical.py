@@ -48,7 +48,7 @@ class ClassicalSolver(MattingModel):
     def _infer_one(self, image: np.ndarray, trimap: np.ndarray) -> np.ndarray:
         known_fg, known_bg = (trimap == FOREGROUND).any(), (trimap == BACKGROUND).any()
         if not (trimap == UNKNOWN).any() or not (known_fg and known_bg):
-            return _degenerate(trimap, known_fg, known_bg)
+            return degenerate_alpha(trimap, known_fg, known_bg)
         # pymatting reads 0 as background, 1 as foreground, anything between as unknown.  Its incomplete
         # Cholesky preconditioner print()s a "PERFORMANCE WARNING" when it falls back to a slower path
         # (often on tiles); that is a note for pymatting's developers, and it would break up the CLI's
@@ -69,7 +69,7 @@ class ClassicalSolver(MattingModel):
         return np.clip(alpha, 0.0, 1.0).astype(np.float32)
 
 
-def _degenerate(trimap: np.ndarray, known_fg: bool, known_bg: bool) -> np.ndarray:
+def degenerate_alpha(trimap: np.ndarray, known_fg: bool, known_bg: bool) -> np.ndarray:
     """Alpha for trimaps without an unknown region, or missing one of the known classes."""
     if not known_fg and not known_bg:
         raise MattekitError("the trimap marks no pixel as foreground or background; nothing to propagate")

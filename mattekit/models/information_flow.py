@@ -1,0 +1,321 @@
+"""Information-flow matting (Aksoy, Aydın & Pollefeys, "Designing Effective Inter-Pixel Information Flow for
+Natural Image Matting", CVPR 2017; extended version arXiv 1707.05055), weight-free.
+
+One sparse linear system in the opacities of the unknown pixels, the sum of four "information flows"
+(section numbers of the CVPR paper; the extended version keeps the same terms and values):
+
+- **Color-mixture flow** (§3.1, energy E_CM): every unknown pixel p is written as an affine combination
+  of its K_CM = 20 nearest neighbours in the feature space [r, g, b, x̃, ỹ] (x̃, ỹ the pixel position
+  divided by the image width and height); the weights solve the local linear embedding problem
+  min ‖c_p − Σ_q w_pq c_q‖² subject to Σ_q w_pq = 1, on the colours only.  E_CM = Σ_{p∈U}
+  (α_p − Σ_q w_pq α_q)², i.e. the Laplacian (I − W_CM)ᵀ(I − W_CM); weight 1.
+- **K-to-U flow** (§3.2, E_KU): K_KU = 7 nearest foreground and 7 nearest background pixels of each
+  unknown pixel in [r, g, b, 10x̃, 10ỹ]; local-linear-embedding weights over those 14 colours; the sum of
+  the foreground weights, w^F_p, is a direct estimate of α_p.  Its confidence η_p = ‖F̄_p − B̄_p‖² / 3
+  (F̄, B̄ the weighted foreground / background colours) weights E_KU = Σ_{p∈U} η_p (α_p − w^F_p)²;
+  σ_KU = 0.05.
+- **Intra-U flow** (§3.3, E_UU): K_UU = 5 nearest unknown neighbours of each unknown pixel in
+  [r, g, b, x̃/20, ỹ/20], affinity w_pq = max(1 − ‖f_p − f_q‖₁, 0), symmetrised; σ_UU = 0.01.
+- **Local flow** (§3.4, E_L): the matting Laplacian of Levin et al. (3×3 windows) on the windows that
+  touch the unknown region; σ_L = 1.
+
+The minimiser of E_CM + σ_KU E_KU + σ_UU E_UU + σ_L E_L with the known pixels fixed (§3.5) is found
+with a preconditioned conjugate gradient.
+
+Choices the papers leave open or that mattekit makes differently (REC; only the solver was chosen by
+measurement, the others are not tuned):
+
+- Known pixels are **hard constraints** (the paper's trimap term λ E_T with λ = 100 taken to its limit):
+  the system has one unknown per unknown pixel and known neighbours move to the right-hand side, so it
+  spans only the unknown region (the known pixels it touches enter through the right-hand side).
+- The local-linear-embedding Gram matrices are conditioned by adding 1e-3 to their diagonal (colours in
+  [0, 1]), solved in closed form through their rank-3 structure (Woodbury) instead of a K×K solve.
+- w^F_p is clipped to [0, 1] and η_p to [0, 1]; where the foreground (or background) weights sum to
+  almost nothing, F̄ (B̄) is the plain mean of those neighbours' colours.
+- The matting Laplacian's ε is 1e-6 (Levin et al.'s default is 1e-7); not tuned.
+- A tiny pull (1e-6) towards the K-to-U estimate keeps the system positive definite when an unknown
+  component reaches no known pixel through any flow.
+- The K-to-U flow is always on (the paper's E_1); ``known_to_unknown=False`` gives its E_2, which the
+  CVPR paper used for highly transparent objects (net, plastic bag).
+- Solver: conjugate gradient preconditioned by pymatting's thresholded incomplete Cholesky (entries
+  below 1e-2 dropped), chosen over pyamg's smoothed-aggregation multigrid and Jacobi by measurement
+  (``benchmarks/information_flow.py solvers``, docs/benchmarks.md); ``preconditioner="jacobi"`` needs
+  no factorisation memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.linalg import LinearOperator, cg
+from scipy.spatial import cKDTree
+
+from mattekit.errors import MattekitError
+from mattekit.models import register_model
+from mattekit.models.base import MattingModel, Requirements
+from mattekit.models.classical import degenerate_alpha
+from mattekit.trimap import BACKGROUND, FOREGROUND, UNKNOWN
+
+Preconditioner = Literal["ichol", "jacobi"]
+
+#: Added to the diagonal of every local-linear-embedding Gram matrix (colours in [0, 1]).
+LLE_CONDITIONING = 1e-3
+#: Weight of the pull towards the K-to-U estimate that keeps the system positive definite.
+ANCHOR = 1e-6
+#: Incomplete-Cholesky entries below this are dropped (see _preconditioner).
+ICHOL_DISCARD = 1e-2
+
+
+@dataclass(frozen=True)
+class FlowParameters:
+    """Neighbour counts, feature weights and energy weights, with the section of the CVPR paper."""
+
+    cm_neighbors: int = 20  # K_CM, §3.1
+    cm_position: float = 1.0  # [r, g, b, x̃, ỹ], §3.1
+    ku_neighbors: int = 7  # K_KU per known class, §3.2
+    ku_position: float = 10.0  # [r, g, b, 10x̃, 10ỹ], §3.2
+    ku_weight: float = 0.05  # σ_KU, §3.5
+    uu_neighbors: int = 5  # K_UU, §3.3
+    uu_position: float = 0.05  # [r, g, b, x̃/20, ỹ/20], §3.3
+    uu_weight: float = 0.01  # σ_UU, §3.5
+    local_weight: float = 1.0  # σ_L, §3.5
+    local_epsilon: float = 1e-6  # ε of the matting Laplacian, §3.4
+    known_to_unknown: bool = True  # E_1 (True) or E_2 (False), §3.5
+
+
+class _Problem:
+    """Image features and the index of every unknown pixel in the list of unknowns."""
+
+    def __init__(self, image: np.ndarray, trimap: np.ndarray) -> None:
+        self.height, self.width = trimap.shape
+        self.colors = image.reshape(-1, 3).astype(np.float64)
+        self.unknown = np.flatnonzero(trimap.ravel() == UNKNOWN)
+        self.foreground = np.flatnonzero(trimap.ravel() == FOREGROUND)
+        self.background = np.flatnonzero(trimap.ravel() == BACKGROUND)
+        self.position = np.full(self.height * self.width, -1, dtype=np.int64)
+        self.position[self.unknown] = np.arange(self.unknown.size)
+        self.known_alpha = (trimap.ravel() == FOREGROUND).astype(np.float64)
+
+    def features(self, pixels: np.ndarray, position_weight: float) -> np.ndarray:
+        """[r, g, b, w·x̃, w·ỹ] of ``pixels`` (flat indices), positions divided by the image size."""
+        rows, cols = np.divmod(pixels, self.width)
+        return np.column_stack([
+            self.colors[pixels],
+            position_weight * cols / self.width,
+            position_weight * rows / self.height,
+        ])
+
+
+def _neighbors(data: np.ndarray, queries: np.ndarray, k: int, skip_self: bool = False) -> np.ndarray:
+    """Indices into ``data`` of the ``k`` nearest neighbours of each query (KD-tree); fewer if there are
+    not that many points."""
+    k = min(k + skip_self, data.shape[0])
+    if k <= skip_self:
+        return np.empty((queries.shape[0], 0), dtype=np.int64)
+    tree = cKDTree(data, balanced_tree=False, compact_nodes=False)
+    _, index = tree.query(queries, k=k, workers=-1)
+    index = index.reshape(queries.shape[0], k)
+    return index[:, 1:] if skip_self else index
+
+
+def lle_weights(center: np.ndarray, neighbors: np.ndarray) -> np.ndarray:
+    """Local-linear-embedding weights (n, K) that rebuild each colour ``center`` (n, 3) from its
+    ``neighbors`` (n, K, 3) with weights summing to one (§3.1).
+
+    The Gram matrix G = Z Zᵀ + δI (Z the K×3 colour differences) has rank 3 plus δ, so G⁻¹1 comes from a
+    3×3 solve per pixel: G⁻¹1 ∝ 1 − Z (δI₃ + ZᵀZ)⁻¹ Zᵀ1.
+    """
+    z = neighbors - center[:, None, :]
+    small = np.einsum("nki,nkj->nij", z, z) + LLE_CONDITIONING * np.eye(3)
+    y = np.linalg.solve(small, z.sum(axis=1)[..., None])[..., 0]
+    weights = 1.0 - np.einsum("nki,ni->nk", z, y)
+    return weights / weights.sum(axis=1, keepdims=True)
+
+
+def color_mixture(problem: _Problem, params: FlowParameters) -> tuple[sp.csr_matrix, np.ndarray]:
+    """Rows of I − W_CM for the unknown pixels (§3.1): the matrix over the unknowns and the part fixed by
+    known neighbours (a vector), so that E_CM = ‖M α_U − m‖²."""
+    unknown = problem.unknown
+    everyone = np.arange(problem.colors.shape[0])
+    index = _neighbors(
+        problem.features(everyone, params.cm_position), problem.features(unknown, params.cm_position),
+        params.cm_neighbors, skip_self=True,
+    )
+    n, k = index.shape
+    if k == 0:
+        return sp.identity(n, format="csr"), np.zeros(n)
+    weights = lle_weights(problem.colors[unknown], problem.colors[index])
+    position = problem.position[index]
+    inside = position >= 0
+    fixed = np.where(inside, 0.0, weights * problem.known_alpha[index]).sum(axis=1)
+    rows = np.repeat(np.arange(n), k)[inside.ravel()]
+    mixing = sp.csr_matrix((weights[inside], (rows, position[inside])), shape=(n, n))
+    return (sp.identity(n, format="csr") - mixing).tocsr(), fixed
+
+
+def known_to_unknown(problem: _Problem, params: FlowParameters) -> tuple[np.ndarray, np.ndarray]:
+    """w^F_p and its confidence η_p for every unknown pixel (§3.2)."""
+    unknown_features = problem.features(problem.unknown, params.ku_position)
+    sides = []
+    for known in (problem.foreground, problem.background):
+        index = _neighbors(problem.features(known, params.ku_position), unknown_features, params.ku_neighbors)
+        sides.append(known[index])
+    split = sides[0].shape[1]
+    index = np.concatenate(sides, axis=1)
+    colors = problem.colors[index]
+    weights = lle_weights(problem.colors[problem.unknown], colors)
+    fg_weight = weights[:, :split].sum(axis=1)
+    mean_fg = _weighted_mean(weights[:, :split], colors[:, :split])
+    mean_bg = _weighted_mean(weights[:, split:], colors[:, split:])
+    confidence = np.clip(((mean_fg - mean_bg) ** 2).sum(axis=1) / 3.0, 0.0, 1.0)
+    return np.clip(fg_weight, 0.0, 1.0), confidence
+
+
+def _weighted_mean(weights: np.ndarray, colors: np.ndarray) -> np.ndarray:
+    """Σ w c / Σ w, or the plain mean where the weights sum to almost nothing."""
+    total = weights.sum(axis=1, keepdims=True)
+    plain = colors.mean(axis=1)
+    weighted = np.einsum("nk,nkc->nc", weights, colors) / np.where(np.abs(total) > 1e-3, total, 1.0)
+    return np.where(np.abs(total) > 1e-3, weighted, plain)
+
+
+def intra_unknown(problem: _Problem, params: FlowParameters) -> sp.csr_matrix:
+    """Graph Laplacian D − W_UU of the intra-U flow over the unknown pixels (§3.3)."""
+    features = problem.features(problem.unknown, params.uu_position)
+    index = _neighbors(features, features, params.uu_neighbors, skip_self=True)
+    n, k = index.shape
+    if k == 0:
+        return sp.csr_matrix((n, n))
+    affinity = np.maximum(1.0 - np.abs(features[:, None, :] - features[index]).sum(axis=2), 0.0)
+    graph = sp.csr_matrix((affinity.ravel(), (np.repeat(np.arange(n), k), index.ravel())), shape=(n, n))
+    graph = (graph + graph.T) * 0.5
+    return (sp.diags(np.asarray(graph.sum(axis=1)).ravel()) - graph).tocsr()
+
+
+def local_laplacian(
+    image: np.ndarray, trimap: np.ndarray, problem: _Problem, epsilon: float
+) -> tuple[sp.csr_matrix, np.ndarray]:
+    """The matting Laplacian on the 3×3 windows touching the unknown region (§3.4), restricted to the
+    unknowns, and its product with the known alphas (the part that moves to the right-hand side)."""
+    from pymatting import cf_laplacian  # pymatting (numba) takes seconds to import: only when solving
+
+    rows, cols = np.divmod(problem.unknown, problem.width)
+    top, left = max(rows.min() - 2, 0), max(cols.min() - 2, 0)
+    bottom, right = min(rows.max() + 3, problem.height), min(cols.max() + 3, problem.width)
+    crop_tri = trimap[top:bottom, left:right]
+    crop = np.ascontiguousarray(image[top:bottom, left:right], dtype=np.float64)
+    laplacian = cf_laplacian(crop, epsilon=epsilon, radius=1, is_known=crop_tri != UNKNOWN).tocsr()
+    crop_rows, crop_cols = np.mgrid[top:bottom, left:right]
+    flat = (crop_rows * problem.width + crop_cols).ravel()
+    inside = problem.position[flat] >= 0
+    unknown_part = laplacian[inside][:, inside]
+    # pymatting orders its unknowns row by row like problem.unknown, so the crop's unknowns line up.
+    fixed = laplacian[inside][:, ~inside] @ problem.known_alpha[flat[~inside]]
+    return unknown_part.tocsr(), fixed
+
+
+def build_system(
+    image: np.ndarray, trimap: np.ndarray, params: FlowParameters
+) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
+    """The system A α_U = b of §3.5 over the unknown pixels, and the K-to-U estimate w^F (a start)."""
+    problem = _Problem(image, trimap)
+    mixing, mixing_fixed = color_mixture(problem, params)
+    matrix = (mixing.T @ mixing).tocsr()
+    rhs = mixing.T @ mixing_fixed
+    local, local_fixed = local_laplacian(image, trimap, problem, params.local_epsilon)
+    matrix = matrix + params.local_weight * local
+    rhs = rhs - params.local_weight * local_fixed
+    matrix = matrix + params.uu_weight * intra_unknown(problem, params)
+    estimate, confidence = known_to_unknown(problem, params)
+    diagonal = np.full(problem.unknown.size, ANCHOR)
+    if params.known_to_unknown:
+        diagonal += params.ku_weight * confidence
+    matrix = (matrix + sp.diags(diagonal)).tocsr()
+    rhs = rhs + diagonal * estimate
+    return matrix, rhs, estimate
+
+
+def solve(
+    matrix: sp.csr_matrix, rhs: np.ndarray, start: np.ndarray, preconditioner: Preconditioner = "ichol"
+) -> np.ndarray:
+    """Preconditioned conjugate gradient on the symmetric positive definite system, from ``start``.
+
+    A relative residual of 1e-5 moved no alpha by more than 1e-3 against a 1e-7 solve (GT01, GT04 of
+    alphamatting-dev, ``benchmarks/information_flow.py solvers``).
+    """
+    operator = _preconditioner(matrix, preconditioner)
+    solution, info = cg(matrix, rhs, x0=start, rtol=1e-5, maxiter=3000, M=operator)
+    if info < 0:
+        raise MattekitError(f"information-flow: the linear solver broke down (code {info})")
+    return solution
+
+
+def _preconditioner(matrix: sp.csr_matrix, kind: Preconditioner) -> LinearOperator:
+    if kind == "ichol":
+        from pymatting import ichol
+
+        # A discard threshold of 1e-2 (pymatting's default is 1e-4) keeps the factor sparse: the color-mixture
+        # term couples every pixel with its neighbours' neighbours, and the default fills in for minutes.
+        # ichol print()s a "PERFORMANCE WARNING" each time it retries with a larger diagonal shift; the
+        # retry is the fix, so the note is dropped.
+        with contextlib.redirect_stdout(io.StringIO()):
+            factor = ichol(matrix.tocsc(), discard_threshold=ICHOL_DISCARD)
+        return LinearOperator(matrix.shape, matvec=factor, dtype=np.float64)
+    inverse = 1.0 / matrix.diagonal()
+    return LinearOperator(matrix.shape, matvec=lambda x: inverse * x, dtype=np.float64)
+
+
+def information_flow_alpha(
+    image: np.ndarray,
+    trimap: np.ndarray,
+    params: FlowParameters | None = None,
+    preconditioner: Preconditioner = "ichol",
+) -> np.ndarray:
+    """Alpha (H, W) float32 of one image (H, W, 3) in [0, 1] with its canonical trimap (H, W)."""
+    known_fg, known_bg = (trimap == FOREGROUND).any(), (trimap == BACKGROUND).any()
+    if not (trimap == UNKNOWN).any() or not (known_fg and known_bg):
+        return degenerate_alpha(trimap, known_fg, known_bg)
+    matrix, rhs, estimate = build_system(image, trimap, params or FlowParameters())
+    alpha = (trimap == FOREGROUND).astype(np.float64).ravel()
+    alpha[trimap.ravel() == UNKNOWN] = solve(matrix, rhs, estimate, preconditioner)
+    return np.clip(alpha, 0.0, 1.0).reshape(trimap.shape).astype(np.float32)
+
+
+class InformationFlowMatting(MattingModel):
+    """Information-flow matting applied image by image (a sparse solve per image, not a batched network)."""
+
+    requirements = Requirements(trimap=True)
+
+    def __init__(
+        self, params: FlowParameters | None = None, preconditioner: Preconditioner = "ichol"
+    ) -> None:
+        self.params = params or FlowParameters()
+        self.preconditioner = preconditioner
+
+    def bytes_per_pixel(self) -> int:
+        """Peak memory growth of one solve per image pixel, measured (``benchmarks/information_flow.py
+        memory``): 937 B at 9.7 % unknown (GT01/Trimap1; closed-form 504 B), 2182 B at 48.6 % unknown
+        (GT04/Trimap2; closed-form 1380 B).  Tiles near a boundary are often half unknown, hence 2.5 KB."""
+        return 2560
+
+    def infer(self, images: np.ndarray, trimaps: np.ndarray | None) -> np.ndarray:
+        if trimaps is None:
+            raise MattekitError("this solver needs a trimap (--trimap)")
+        pairs = zip(images, trimaps, strict=True)
+        return np.stack([information_flow_alpha(i, t, self.params, self.preconditioner) for i, t in pairs])
+
+
+@register_model(
+    "information-flow",
+    Requirements(trimap=True),
+    "information-flow matting (color-mixture, K-to-U, intra-U and local flows), weight-free",
+    "Aksoy, Aydın & Pollefeys, Designing Effective Inter-Pixel Information Flow for Natural Image Matting, "
+    "CVPR 2017",
+)
+def information_flow(**_: object) -> MattingModel:
+    return InformationFlowMatting()
