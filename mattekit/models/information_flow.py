@@ -56,7 +56,7 @@ from scipy.sparse.linalg import LinearOperator, cg
 from scipy.spatial import cKDTree
 
 from mattekit.errors import MattekitError
-from mattekit.models import register_model
+from mattekit.jit import import_pymatting
 from mattekit.models.base import MattingModel, Requirements
 from mattekit.models.classical import degenerate_alpha
 from mattekit.trimap import BACKGROUND, FOREGROUND, UNKNOWN
@@ -310,12 +310,6 @@ class InformationFlowMatting(MattingModel):
         return np.stack([information_flow_alpha(i, t, self.params, self.preconditioner) for i, t in pairs])
 
 
-@register_model(
-    "information-flow",
-    Requirements(trimap=True),
-    "information-flow matting (color-mixture, K-to-U, intra-U and local flows), weight-free",
-    "Aksoy, Aydın & Pollefeys, Designing Effective Inter-Pixel Information Flow for Natural Image Matting, "
-    "CVPR 2017",
-)
 def information_flow(**_: object) -> MattingModel:
+    import_pymatting()  # now, not mid-batch: a first run compiles its kernels and says so (mattekit.jit)
     return InformationFlowMatting()
