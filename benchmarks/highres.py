@@ -18,6 +18,8 @@ weights may be shipped or downloaded here), so only consistency with the whole-i
 from __future__ import annotations
 
 import argparse
+import ctypes
+import gc
 import importlib.util
 import json
 import os
@@ -41,6 +43,8 @@ DEV = SHARED / "data" / "alphamatting-dev"
 CACHE = Path(os.environ.get("MATTEKIT_BENCH_CACHE", "/tmp/mattekit-highres"))
 #: Downscale-then-upscale runs the whole image at this long side (HDMatt's Fig. 6 setting).
 DOWNSCALE_SIDE = 1024
+#: The weight-free solvers (no weights needed, so every one of them can be measured here).
+CLASSICAL = ("closed-form", "knn", "large-kernel", "learning-based", "random-walk", "shared-sampling")
 
 
 def make_trimap(photo: str, size: int, kind: str) -> np.ndarray:
@@ -216,6 +220,70 @@ def command_plan(args: argparse.Namespace) -> None:
                     }), flush=True)
 
 
+def memory_case(case: dict) -> list[dict]:
+    """Peak resident-memory growth of one ``infer`` call of each of ``case["models"]`` on a photo of the
+    dev set scaled by ``case["scale"]``, in this process (Linux).
+
+    A first call on a 64 px crop compiles pymatting's numba kernels, so that their memory is not counted.
+    Before each measured call freed memory goes back to the system (``malloc_trim``) and the kernel's
+    peak-RSS mark is reset (``/proc/self/clear_refs``); the growth
+    is that peak afterwards minus the resident memory just before the call.
+    """
+    data = load_input(DEV / "input_training_lowres" / f"{case['photo']}.png",
+                      DEV / "trimap_training_lowres" / case["trimap"] / f"{case['photo']}.png")
+    assert data.trimap is not None
+    height, width = data.trimap.shape
+    size = (round(width * case["scale"]), round(height * case["scale"]))
+    image = cv2.resize(data.image, size, interpolation=cv2.INTER_CUBIC)
+    trimap = cv2.resize(data.trimap, size, interpolation=cv2.INTER_NEAREST)
+    unknown = float((trimap == UNKNOWN).mean())
+    rows, cols = np.nonzero(trimap == UNKNOWN)
+    crop = slice(max(rows[0] - 32, 0), rows[0] + 32), slice(max(cols[0] - 32, 0), cols[0] + 32)
+    results = []
+    for name in case["models"]:
+        model = build_model(name, "cpu")
+        model.infer(image[crop][None], trimap[crop][None])
+        # Hand memory freed by the models before back to the system, or this call would reuse it unseen.
+        gc.collect()
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        Path("/proc/self/clear_refs").write_text("5")
+        before = _status_bytes("VmRSS")
+        start = time.perf_counter()
+        model.infer(image[None], trimap[None])
+        seconds = time.perf_counter() - start
+        growth = _status_bytes("VmHWM") - before
+        estimate = model.estimate_memory(size[1], size[0], 1, unknown=unknown)
+        results.append({
+            "model": name, "photo": case["photo"], "trimap": case["trimap"], "scale": case["scale"],
+            "pixels": size[0] * size[1], "unknown": round(unknown, 3), "seconds": round(seconds, 1),
+            "growth_mb": round(growth / 1e6, 1), "bytes_per_pixel": round(growth / (size[0] * size[1])),
+            "estimate_mb": round(estimate / 1e6, 1), "estimate_ratio": round(estimate / growth, 2),
+        })
+    return results
+
+
+def _status_bytes(field: str) -> int:
+    """A memory figure of this process from /proc/self/status (``VmRSS`` now, ``VmHWM`` its peak)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise OSError(f"no {field} in /proc/self/status")
+
+
+def command_memory(args: argparse.Namespace) -> None:
+    """Each solver's peak memory growth per pixel at several sizes and unknown fractions."""
+    print(f"load {os.getloadavg()[0]:.2f}", flush=True)
+    for scale in args.scales:
+        for photo_trimap in args.cases:
+            photo, trimap = photo_trimap.split("/")
+            case = {"models": args.models, "photo": photo, "trimap": trimap, "scale": scale}
+            command = [sys.executable, __file__, "memory-case", json.dumps(case)]
+            done = subprocess.run(command, capture_output=True, text=True, check=True)
+            for row in json.loads(done.stdout.strip().splitlines()[-1]):
+                print(json.dumps(row), flush=True)
+    print(f"load {os.getloadavg()[0]:.2f}", flush=True)
+
+
 def command_table(args: argparse.Namespace) -> None:
     """Markdown rows for docs/benchmarks.md."""
     print("| model | device | photo | size | trimap (unknown) | strategy | tiles run / skipped | s | "
@@ -260,13 +328,23 @@ def main() -> None:
     sweep.add_argument("--photos", nargs="+", default=["GT01", "GT06", "GT07"])
     sweep.add_argument("--tile-sizes", nargs="+", type=int, default=[192, 256, 320, 448, 512, 704, 960])
     sweep.add_argument("--overlaps", nargs="+", type=int, default=[32, 64])
+    memory = commands.add_parser("memory", help="peak memory growth per pixel of each solver")
+    memory.add_argument("--models", nargs="+", default=list(CLASSICAL))
+    memory.add_argument("--scales", nargs="+", type=float, default=[1.0, 2.0])
+    memory.add_argument("--cases", nargs="+", default=["GT01/Trimap1", "GT04/Trimap2"])
+    memory_case_parser = commands.add_parser("memory-case", help="(internal) one memory case, as JSON")
+    memory_case_parser.add_argument("json")
     table = commands.add_parser("table", help="markdown rows from a results file")
     table.add_argument("results", type=Path)
     args = parser.parse_args()
     if args.command == "case":
         print(json.dumps(run_case(json.loads(args.json))))
+    elif args.command == "memory-case":
+        print(json.dumps(memory_case(json.loads(args.json))))
     else:
-        {"run": command_run, "plan": command_plan, "table": command_table}[args.command](args)
+        handlers = {"run": command_run, "plan": command_plan, "table": command_table,
+                    "memory": command_memory}
+        handlers[args.command](args)
 
 
 if __name__ == "__main__":

@@ -82,8 +82,9 @@ class NetworkModel(MattingModel):
         self.half = half
         self.attention_stride = attention_stride
 
-    def estimate_memory(self, height: int, width: int, batch: int = 1) -> int:
-        """Peak bytes of one ``infer`` call: activations linear in the area plus the global attention."""
+    def estimate_memory(self, height: int, width: int, batch: int = 1, unknown: float = 1.0) -> int:
+        """Peak bytes of one ``infer`` call: activations linear in the area plus the global attention
+        (neither depends on the ``unknown`` share: a network computes every pixel)."""
         linear = height * width * BYTES_PER_PIXEL
         if self.attention_stride is None:
             return batch * linear
