@@ -178,7 +178,7 @@ def plan(
         # which compare whole patches of one size (HDMatt's patches are all 320 px).
         margin = overlap if model.context is None else None
         max_side = _largest_window(model, host, budget, device, max(height, width), size + 2 * overlap)
-        tile_grid = grid(height, width, size, overlap, trimap, margin, max_side)
+        tile_grid = grid(height, width, size, overlap, trimap, margin, max_side, model.grow_context)
         # One batch stacks windows of one size; the largest window bounds what any batch needs per tile.
         per_tile = max((_window_peak(model, t, device) for t in tile_grid.run), default=0)
         most = min(MAX_BATCH[device], max(len(tile_grid.run), 1))

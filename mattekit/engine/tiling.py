@@ -76,6 +76,9 @@ MIN_KNOWN_SHARE = 0.05
 #: see the same grid of cells (GCA's is 32 px) and pymatting's shared sampling the same ray angles (its
 #: start angles repeat every 8 px), so a tile computes what the whole image would with that context.
 WINDOW_ALIGN = 32
+#: Windows are at least this many pixels on a side when the image is: pymatting's large-kernel solver
+#: box-filters with a 21 px kernel and refuses anything narrower.
+MIN_WINDOW = 32
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,7 @@ def grid(
     trimap: np.ndarray | None,
     margin: int | None = None,
     max_side: int | None = None,
+    grow: bool = True,
 ) -> TileGrid:
     """Tile an image (``0 <= overlap < tile``, see :func:`mattekit.engine.planner.check`).
 
@@ -154,12 +158,23 @@ def grid(
                 run.append(Tile(*core, r, c, core, core, float(unknown.mean())))
                 continue
             focus = _bounding_box(core, unknown)
+            if not grow:  # the focus plus a margin within the core, as networks were measured
+                window = _within(_grown(focus, margin, trimap.shape, max(height, width)), core)
+                run.append(Tile(*core, r, c, window, focus, _unknown_share(trimap, window)))
+                continue
             window, enough = _context_window(trimap, focus, margin, max_side or max(height, width), need)
-            share = float((trimap[window[0] : window[1], window[2] : window[3]] == UNKNOWN).mean())
-            run.append(Tile(*core, r, c, window, focus, share))
+            run.append(Tile(*core, r, c, window, focus, _unknown_share(trimap, window)))
             if not enough:
                 short.append(run[-1])
     return TileGrid(rows, cols, tuple(run), tuple(skipped), tuple(short))
+
+
+def _within(box: Box, core: Box) -> Box:
+    return max(box[0], core[0]), min(box[1], core[1]), max(box[2], core[2]), min(box[3], core[3])
+
+
+def _unknown_share(trimap: np.ndarray, window: Box) -> float:
+    return float((trimap[window[0] : window[1], window[2] : window[3]] == UNKNOWN).mean())
 
 
 def _needed_shares(trimap: np.ndarray) -> tuple[float, float]:
@@ -207,8 +222,12 @@ def _span(start: int, stop: int, growth: int, length: int, max_side: int) -> tup
     if before + after > room:
         before = min(before, max(room - after, room // 2))
         after = min(after, room - before)
-    low = start - before
-    return low - low % WINDOW_ALIGN, stop + after
+    low, high = start - before, stop + after
+    if high - low < MIN_WINDOW:  # a thin focus at the image border: widen into the image
+        high = min(length, low + MIN_WINDOW)
+        low = max(0, high - MIN_WINDOW)
+    low -= low % WINDOW_ALIGN
+    return low, max(stop, min(high, low + max_side))  # the alignment must not break the cap
 
 
 def _holds(trimap: np.ndarray, window: Box, need: tuple[float, float]) -> bool:

@@ -74,6 +74,12 @@ class MattingModel(ABC):
     #: cross-patch context); the engine then always tiles and calls :meth:`infer_context`.
     context: ClassVar[ContextRequest | None] = None
 
+    #: Whether a tile's window grows until it holds known foreground and background (docs/engine.md,
+    #: "Context").  Solvers need it: without both known classes they propagate or sample one value only.
+    #: Networks do not take that shortcut and were trained on crops; theirs stay the unknown box plus the
+    #: overlap, as their global attention makes every extra pixel cost quadratically.
+    grow_context: ClassVar[bool] = True
+
     def bytes_per_pixel(self, unknown: float = 1.0) -> float:
         """Peak bytes per input pixel of one ``infer`` call, when that grows linearly with the area.
 

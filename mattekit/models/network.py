@@ -66,6 +66,8 @@ class NetworkModel(MattingModel):
     that attention's memory grows with the square of the image area.
     """
 
+    grow_context = False
+
     def __init__(
         self,
         net: nn.Module,
