@@ -175,7 +175,7 @@ def main() -> None:
     rated = args.rated_tflops or next((v for k, v in RATED_TFLOPS.items() if k in name), None)
     flops = flops_per_pixel("gca")
     rows: list[dict] = [{"check": "device", "name": name, "torch": torch.__version__, "rated_tflops": rated,
-                         "gca_gflop_per_megapixel": round(flops, 1)}]
+                         "gca_gflop_per_megapixel": round(flops / 1e3, 1)}]
     print(json.dumps(rows[-1]), flush=True)
     for row in parity() if cuda else []:
         rows.append(row)
