@@ -28,7 +28,7 @@ import torch
 from highres import CACHE, SHARED, prepare  # benchmarks/ is on sys.path when run as a script
 from torch.utils.flop_counter import FlopCounterMode
 
-from mattekit.engine import TileOptions, plan, run_tiled
+from mattekit.engine import TileOptions, plan, run_tiled, run_whole
 from mattekit.io import write_png
 from mattekit.models import create_model
 from mattekit.models.checkpoint import load_into
@@ -119,13 +119,15 @@ def flops_per_pixel(arch: str) -> float:
     return counter.get_total_flops() / 576**2
 
 
-def end_to_end(device: str, size: int, half: bool, rated: float | None, flops: float) -> dict:
+def end_to_end(
+    device: str, size: int, half: bool, rated: float | None, flops: float, options: TileOptions
+) -> dict:
     image_path, trimap_path = prepare("GT01", size, "trimap1")
     base = synthetic("gca", device, half)
     model = Timed(base.net, base.requirements, base.device, half, base.attention_stride)
     model.reset()
     warm = load_input(image_path, trimap_path)
-    run_model(model, warm, TileOptions(tile="on"))  # warm-up: CUDA context, cuDNN's algorithm choice
+    run_model(model, warm, options)  # warm-up: CUDA context, cuDNN's algorithm choice
     model.reset()
     synchronize(model.device)
     if model.device.type == "cuda":
@@ -134,10 +136,12 @@ def end_to_end(device: str, size: int, half: bool, rated: float | None, flops: f
     start = clock = time.perf_counter()
     data = load_input(image_path, trimap_path)
     phases["decode"], clock = time.perf_counter() - clock, time.perf_counter()
-    how = plan(model, size, size, data.trimap, TileOptions())
+    how = plan(model, size, size, data.trimap, options)
     phases["plan"], clock = time.perf_counter() - clock, time.perf_counter()
-    assert how.grid is not None
-    alpha = finish_alpha(run_tiled(model, data.image, data.trimap, how), data)
+    if how.grid is None:
+        alpha = finish_alpha(run_whole(model, data.image, data.trimap), data)
+    else:
+        alpha = finish_alpha(run_tiled(model, data.image, data.trimap, how), data)
     tiled = time.perf_counter() - clock
     clock = time.perf_counter()
     write_png(CACHE / "alpha" / f"gpu_check_gca_{device}_{size}_half{int(half)}.png", alpha)
@@ -147,7 +151,8 @@ def end_to_end(device: str, size: int, half: bool, rated: float | None, flops: f
     phases["blend_and_gather"] = tiled - sum(model.phases.values())
     achieved = flops * model.pixels / model.phases["network"] / 1e12
     row = {"check": f"gca_{size}", "device": device, "half": half, "seconds": round(total, 3),
-           "tiles": len(how.grid.run), "batch": how.batch, "model_megapixels": round(model.pixels / 1e6, 1),
+           "tiles": 0 if how.grid is None else len(how.grid.run), "batch": how.batch,
+           "model_megapixels": round(model.pixels / 1e6, 1),
            "phases_s": {k: round(v, 3) for k, v in phases.items()},
            "network_tflops": round(achieved, 2)}
     if model.device.type == "cuda":
@@ -165,6 +170,7 @@ def main() -> None:
                         help="the GPU's dense rated TFLOP/s (default: from a table of known GPUs)")
     parser.add_argument("--out", type=Path, default=Path("gpu-check.json"))
     parser.add_argument("--size", type=int, default=6000, help="side of the end-to-end photo")
+    parser.add_argument("--max-memory", help="memory budget of the end-to-end run (default: the engine's)")
     parser.add_argument("--device", default="cuda",
                         help="cpu only rehearses the end-to-end and phase timing (no parity, no half)")
     args = parser.parse_args()
@@ -182,7 +188,8 @@ def main() -> None:
         print(json.dumps(row), flush=True)
     for half in (False, True) if cuda else (False,):
         rated_here = None if rated is None else rated[int(half)]
-        rows.append(end_to_end(args.device, args.size, half, rated_here, flops))
+        options = TileOptions(max_memory=args.max_memory)
+        rows.append(end_to_end(args.device, args.size, half, rated_here, flops, options))
         print(json.dumps(rows[-1]), flush=True)
     args.out.write_text(json.dumps(rows, indent=1))
 

@@ -8,8 +8,10 @@ patch needs beyond the image border by reflection, and merges overlaps with "a l
   and no tile sticks out of the image (a regular grid would waste the part beyond the border).  The
   model's own padding (:meth:`Requirements.padding`) is gathered around each
   tile from the real image, and only beyond the image border by reflection, as the whole-image path does.
-- A tile that runs may give the model only the window of its core around its unknown pixels (plus a
-  margin of context): the rest of the core is known and its alpha is the trimap's anyway.
+- A tile that runs contributes its *focus*, the box of its core's unknown pixels (the rest of the core is
+  known and its alpha is the trimap's anyway), and the model sees a *window* around it with enough
+  context: for a weight-free solver, grown until it holds known foreground and background, since a
+  solver that sees only one known class propagates or samples that class alone (docs/engine.md).
 - Blending is separable: a tile's weight is the product of two 1-D ramps, each proportional to the
   distance (plus one) to the nearest tile edge that has a neighbour, normalised per axis so that the ramps
   of all tiles sum to one at every coordinate.  Products of two partitions of unity are again one, so
