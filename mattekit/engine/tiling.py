@@ -105,8 +105,8 @@ class Tile:
 class TileGrid:
     """The tiles of one image, split into those the model must run and those the trimap already decides.
 
-    ``short`` lists the tiles that run whose window still lacks a known class the image has, because the
-    window reached ``max_side``; the runner gives them a coarse whole-image guide (runner.py)."""
+    ``short`` lists the tiles that run whose window holds less of a known class than ``MIN_KNOWN_SHARE``
+    asks, because it reached ``max_side``; the runner gives them a coarse whole-image guide (runner.py)."""
 
     rows: Axis
     cols: Axis
