@@ -11,6 +11,9 @@ ground truth: the GCA weights are the synthetic ones of ``shared/reference/gca/f
 weights may be shipped or downloaded here), so only consistency with the whole-image pass is meaningful.
 
     python benchmarks/highres.py run --sizes 2048 6000 --trimaps trimap1 0.1 --out results.json
+    python benchmarks/highres.py run --models shared-sampling --sizes 3x --trimaps trimap1 trimap2 \
+        --photos GT01 GT04 --out results.json              # dev photos upscaled 3x, both trimaps
+    python benchmarks/highres.py memory --scales 0.25 1    # each solver's peak memory per pixel
     python benchmarks/highres.py plan --size 6000           # tile-size sweep: pixels to run, no inference
     python benchmarks/highres.py table results.json          # markdown rows for docs/benchmarks.md
 """
@@ -18,6 +21,8 @@ weights may be shipped or downloaded here), so only consistency with the whole-i
 from __future__ import annotations
 
 import argparse
+import ctypes
+import gc
 import importlib.util
 import json
 import os
@@ -31,6 +36,7 @@ import cv2
 import numpy as np
 
 from mattekit.engine import TileOptions, plan
+from mattekit.engine.tiling import grid
 from mattekit.io import read_gray, write_png
 from mattekit.models import MattingModel, create_model
 from mattekit.predictor import MattingInput, finish_alpha, load_input, run_model
@@ -41,15 +47,26 @@ DEV = SHARED / "data" / "alphamatting-dev"
 CACHE = Path(os.environ.get("MATTEKIT_BENCH_CACHE", "/tmp/mattekit-highres"))
 #: Downscale-then-upscale runs the whole image at this long side (HDMatt's Fig. 6 setting).
 DOWNSCALE_SIDE = 1024
+#: The weight-free solvers (no weights needed, so every one of them can be measured here).
+CLASSICAL = ("closed-form", "knn", "large-kernel", "learning-based", "random-walk", "shared-sampling")
 
 
-def make_trimap(photo: str, size: int, kind: str) -> np.ndarray:
-    """A ``size`` x ``size`` trimap for ``photo``: ``trimap1`` upscaled, or a band of unknown pixels around
-    the ground-truth transition covering the fraction ``kind`` (e.g. ``0.1``) of the image."""
-    if kind == "trimap1":
-        trimap = read_trimap(DEV / "trimap_training_lowres" / "Trimap1" / f"{photo}.png")
-        return cv2.resize(trimap, (size, size), interpolation=cv2.INTER_NEAREST)
-    alpha = cv2.resize(read_gray(DEV / "gt_training_lowres" / f"{photo}.png"), (size, size))
+def target_size(photo: str, size: str | int) -> tuple[int, int]:
+    """(width, height) for ``size``: ``6000`` is a 6000 x 6000 square, ``3x`` the photo scaled by 3."""
+    if isinstance(size, str) and size.endswith("x"):
+        height, width = read_gray(DEV / "gt_training_lowres" / f"{photo}.png").shape
+        return round(width * float(size[:-1])), round(height * float(size[:-1]))
+    return int(size), int(size)
+
+
+def make_trimap(photo: str, size: str | int, kind: str) -> np.ndarray:
+    """A trimap for ``photo`` at ``size``: ``trimap1`` / ``trimap2`` upscaled, or a band of unknown pixels
+    around the ground-truth transition covering the fraction ``kind`` (e.g. ``0.1``) of the image."""
+    dsize = target_size(photo, size)
+    if kind in ("trimap1", "trimap2"):
+        trimap = read_trimap(DEV / "trimap_training_lowres" / f"Trimap{kind[-1]}" / f"{photo}.png")
+        return cv2.resize(trimap, dsize, interpolation=cv2.INTER_NEAREST)
+    alpha = ground_truth(photo, size)
     transition = ((alpha > 0.02) & (alpha < 0.98)).astype(np.uint8)
     distance = cv2.distanceTransform(1 - transition, cv2.DIST_L2, 5)  # to the nearest transition pixel
     band = distance <= np.quantile(distance, float(kind))
@@ -58,33 +75,40 @@ def make_trimap(photo: str, size: int, kind: str) -> np.ndarray:
     return trimap
 
 
-def prepare(photo: str, size: int, kind: str) -> tuple[Path, Path]:
+def ground_truth(photo: str, size: str | int) -> np.ndarray:
+    """The photo's ground-truth alpha upscaled like the photo (cubic, clipped to [0, 1])."""
+    alpha = read_gray(DEV / "gt_training_lowres" / f"{photo}.png")
+    return np.clip(cv2.resize(alpha, target_size(photo, size), interpolation=cv2.INTER_CUBIC), 0, 1)
+
+
+def prepare(photo: str, size: str | int, kind: str) -> tuple[Path, Path]:
     """Upscaled photo and trimap PNGs in the cache (made once)."""
     image_path = CACHE / f"{photo}_{size}.png"
     trimap_path = CACHE / f"{photo}_{size}_{kind}_trimap.png"
     if not image_path.exists():
         image = load_input(DEV / "input_training_lowres" / f"{photo}.png").image
-        write_png(image_path, cv2.resize(image, (size, size), interpolation=cv2.INTER_CUBIC))
+        write_png(image_path, cv2.resize(image, target_size(photo, size), interpolation=cv2.INTER_CUBIC))
     if not trimap_path.exists():
         write_png(trimap_path, make_trimap(photo, size, kind) / 255.0)
     return image_path, trimap_path
 
 
 def build_model(name: str, device: str) -> MattingModel:
-    """``gca`` with the deterministic synthetic weights of the shared reference, or a classical solver."""
-    if name != "gca":
+    """``gca`` / ``hop`` with the deterministic synthetic weights of the shared reference, or a weight-free
+    solver."""
+    if name not in ("gca", "hop"):
         return create_model(name)
     spec = importlib.util.spec_from_file_location("reference_fill", SHARED / "reference" / "gca" / "fill.py")
     assert spec is not None and spec.loader is not None
     fill = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(fill)
-    weights = CACHE / "gca_fill.pt"
+    weights = CACHE / f"{name}_fill.pt"
     if not weights.exists():
         CACHE.mkdir(parents=True, exist_ok=True)
         import torch
 
-        torch.save(fill.fill(str(SHARED / "reference" / "gca" / "gca_keys.json")), weights)
-    return create_model("gca", weights=weights, device=device)
+        torch.save(fill.fill(str(SHARED / "reference" / name / f"{name}_keys.json")), weights)
+    return create_model(name, weights=weights, device=device)
 
 
 def downscaled(model: MattingModel, data: MattingInput) -> np.ndarray:
@@ -114,11 +138,13 @@ def run_case(case: dict) -> dict:
 
         torch.cuda.reset_peak_memory_stats()
     image_path, trimap_path = prepare(case["photo"], case["size"], case["trimap"])
-    tiles = {"whole": "off", "tiled": "on", "downscale": "off"}[case["strategy"]]
+    if case["strategy"] == "pass512":
+        return {**case, **one_pass(model, image_path, trimap_path)}
+    tiles = {"whole": "off", "tiled": "on", "downscale": "off", "auto": "auto"}[case["strategy"]]
     options = TileOptions(tile=tiles, tile_size=case.get("tile_size"), overlap=case.get("overlap"))
     start = time.perf_counter()
     data = load_input(image_path, trimap_path)
-    how = plan(model, case["size"], case["size"], data.trimap, options)
+    how = plan(model, *data.image.shape[:2], data.trimap, options)
     alpha = downscaled(model, data) if case["strategy"] == "downscale" else run_model(model, data, options)
     out = CACHE / "alpha" / f"{_case_name(case)}.png"
     write_png(out, alpha)
@@ -130,15 +156,32 @@ def run_case(case: dict) -> dict:
         "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9, 2),
         "unknown": round(float((data.trimap == UNKNOWN).mean()), 4),
     }
-    if how.grid is not None and case["strategy"] == "tiled":
+    result["decision"] = "whole" if how.grid is None or case["strategy"] == "downscale" else "tiled"
+    if how.grid is not None and case["strategy"] in ("tiled", "auto"):
         result |= {
             "tile_size": how.tile_size, "overlap": how.overlap, "batch": how.batch,
             "tiles_run": len(how.grid.run), "tiles_skipped": len(how.grid.skipped),
-            "model_megapixels": round(how.model_pixels / 1e6, 1),
+            "model_megapixels": round(how.model_pixels / 1e6, 1), "short_of_context": len(how.grid.short),
         }
     if cuda:
         result["peak_gpu_gb"] = round(torch.cuda.max_memory_allocated() / 1e9, 2)
     return result
+
+
+def one_pass(model: MattingModel, image_path: Path, trimap_path: Path) -> dict:
+    """Seconds of one ``infer`` call on a 512 x 512 input cut around the first unknown pixels, after a
+    warm-up call: the unit of the engine's overhead ratio."""
+    data = load_input(image_path, trimap_path)
+    assert data.trimap is not None
+    rows, cols = np.nonzero(data.trimap == UNKNOWN)
+    top = min(max(rows[0] - 256, 0), data.trimap.shape[0] - 512)
+    left = min(max(cols[0] - 256, 0), data.trimap.shape[1] - 512)
+    image = data.image[None, top : top + 512, left : left + 512]
+    trimap = data.trimap[None, top : top + 512, left : left + 512]
+    model.infer(image, trimap)
+    start = time.perf_counter()
+    model.infer(image, trimap)
+    return {"seconds": round(time.perf_counter() - start, 3)}
 
 
 def _case_name(case: dict) -> str:
@@ -147,16 +190,40 @@ def _case_name(case: dict) -> str:
     return "_".join([name, *fixed])
 
 
-def sad_against_whole(case: dict) -> float | None:
-    """SAD (thousands) against the whole-image result of the same case, over the unknown region."""
-    reference = case | {"strategy": "whole", "tile_size": None, "overlap": None}
-    whole = CACHE / "alpha" / f"{_case_name(reference)}.npy"
-    if case["strategy"] == "whole" or not whole.exists():
-        return None
+def scores(case: dict) -> dict:
+    """SAD (thousands, over the unknown region) against the ground truth and against the whole-image
+    result of the same case, and the worst tile's mean |result - whole| over the image's (tiled results)."""
+    out = CACHE / "alpha" / f"{_case_name(case)}.npy"
+    if case["strategy"] == "pass512" or not out.exists():
+        return {}
     _, trimap_path = prepare(case["photo"], case["size"], case["trimap"])
     unknown = read_trimap(trimap_path) == UNKNOWN
-    alpha = np.load(CACHE / "alpha" / f"{_case_name(case)}.npy")
-    return round(float(np.abs(alpha - np.load(whole))[unknown].sum() / 1000), 3)
+    alpha = np.load(out)
+    truth = ground_truth(case["photo"], case["size"])
+    result = {"sad_vs_truth": round(float(np.abs(alpha - truth)[unknown].sum() / 1000), 3)}
+    reference = case | {"strategy": "whole", "tile_size": None, "overlap": None}
+    whole = CACHE / "alpha" / f"{_case_name(reference)}.npy"
+    if case["strategy"] != "whole" and whole.exists():
+        difference = np.abs(alpha - np.load(whole))
+        result["sad_vs_whole"] = round(float(difference[unknown].sum() / 1000), 3)
+        if case["strategy"] in ("tiled", "auto"):
+            result["worst_tile"] = round(worst_tile(difference, unknown, case.get("tile_size") or 512), 2)
+    return result
+
+
+def worst_tile(difference: np.ndarray, unknown: np.ndarray, tile: int) -> float:
+    """The largest ratio of a tile core's mean difference over its unknown pixels to the image's mean
+    (cores with at least 1 % unknown pixels and a mean above half an 8-bit level)."""
+    mean = difference[unknown].mean()
+    marks = np.where(unknown, UNKNOWN, BACKGROUND).astype(np.uint8)
+    cores = grid(*unknown.shape, tile, min(32, tile // 4), marks)
+    worst = 0.0
+    for t in cores.run:
+        part = unknown[t.top : t.bottom, t.left : t.right]
+        tile_mean = difference[t.top : t.bottom, t.left : t.right][part].mean()
+        if part.mean() >= 0.01 and tile_mean > 0.5 / 255:
+            worst = max(worst, float(tile_mean / mean))
+    return worst
 
 
 def command_run(args: argparse.Namespace) -> None:
@@ -190,7 +257,7 @@ def _measure(case: dict, timeout: float) -> dict:
         return {**case, "failed": reason, "load_before": load}
     result = json.loads(done.stdout.strip().splitlines()[-1])
     result |= {"load_before": round(load, 2), "load_after": round(os.getloadavg()[0], 2)}
-    result["sad_vs_whole"] = sad_against_whole(case)
+    result |= scores(case)
     print(json.dumps(result), flush=True)
     return result
 
@@ -216,21 +283,86 @@ def command_plan(args: argparse.Namespace) -> None:
                     }), flush=True)
 
 
+def memory_case(case: dict) -> list[dict]:
+    """Peak resident-memory growth of one ``infer`` call of each of ``case["models"]`` on a photo of the
+    dev set scaled by ``case["scale"]``, in this process (Linux).
+
+    A first call on a 64 px crop compiles pymatting's numba kernels, so that their memory is not counted.
+    Before each measured call freed memory goes back to the system (``malloc_trim``) and the kernel's
+    peak-RSS mark is reset (``/proc/self/clear_refs``); the growth
+    is that peak afterwards minus the resident memory just before the call.
+    """
+    data = load_input(DEV / "input_training_lowres" / f"{case['photo']}.png",
+                      DEV / "trimap_training_lowres" / case["trimap"] / f"{case['photo']}.png")
+    assert data.trimap is not None
+    height, width = data.trimap.shape
+    size = (round(width * case["scale"]), round(height * case["scale"]))
+    image = cv2.resize(data.image, size, interpolation=cv2.INTER_CUBIC)
+    trimap = cv2.resize(data.trimap, size, interpolation=cv2.INTER_NEAREST)
+    unknown = float((trimap == UNKNOWN).mean())
+    rows, cols = np.nonzero(trimap == UNKNOWN)
+    crop = slice(max(rows[0] - 32, 0), rows[0] + 32), slice(max(cols[0] - 32, 0), cols[0] + 32)
+    results = []
+    for name in case["models"]:
+        model = build_model(name, "cpu")
+        model.infer(image[crop][None], trimap[crop][None])
+        # Hand memory freed by the models before back to the system, or this call would reuse it unseen.
+        gc.collect()
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        Path("/proc/self/clear_refs").write_text("5")
+        before = _status_bytes("VmRSS")
+        start = time.perf_counter()
+        model.infer(image[None], trimap[None])
+        seconds = time.perf_counter() - start
+        growth = _status_bytes("VmHWM") - before
+        estimate = model.estimate_memory(size[1], size[0], 1, unknown=unknown)
+        results.append({
+            "model": name, "photo": case["photo"], "trimap": case["trimap"], "scale": case["scale"],
+            "pixels": size[0] * size[1], "unknown": round(unknown, 3), "seconds": round(seconds, 1),
+            "growth_mb": round(growth / 1e6, 1), "bytes_per_pixel": round(growth / (size[0] * size[1])),
+            "estimate_mb": round(estimate / 1e6, 1), "estimate_ratio": round(estimate / growth, 2),
+        })
+    return results
+
+
+def _status_bytes(field: str) -> int:
+    """A memory figure of this process from /proc/self/status (``VmRSS`` now, ``VmHWM`` its peak)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise OSError(f"no {field} in /proc/self/status")
+
+
+def command_memory(args: argparse.Namespace) -> None:
+    """Each solver's peak memory growth per pixel at several sizes and unknown fractions."""
+    print(f"load {os.getloadavg()[0]:.2f}", flush=True)
+    for scale in args.scales:
+        for photo_trimap in args.cases:
+            photo, trimap = photo_trimap.split("/")
+            case = {"models": args.models, "photo": photo, "trimap": trimap, "scale": scale}
+            command = [sys.executable, __file__, "memory-case", json.dumps(case)]
+            done = subprocess.run(command, capture_output=True, text=True, check=True)
+            for row in json.loads(done.stdout.strip().splitlines()[-1]):
+                print(json.dumps(row), flush=True)
+    print(f"load {os.getloadavg()[0]:.2f}", flush=True)
+
+
 def command_table(args: argparse.Namespace) -> None:
     """Markdown rows for docs/benchmarks.md."""
-    print("| model | device | photo | size | trimap (unknown) | strategy | tiles run / skipped | s | "
-          "peak RSS GB | SAD vs whole | load |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| model | photo | size | trimap (unknown) | strategy | runs | tiles run / skipped / short | s | "
+          "peak RSS GB | SAD vs truth | SAD vs whole | worst tile | load |")
+    print("| --- | --- | --- | --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- |")
     for r in json.loads(args.results.read_text()):
-        tiles = f"{r['tiles_run']} / {r['tiles_skipped']}" if "tiles_run" in r else ""
+        tiles = (f"{r['tiles_run']} / {r['tiles_skipped']} / {r['short_of_context']}"
+                 if "tiles_run" in r else "")
         if "failed" in r:
-            cells = ["", "", "", f"failed: {r['failed']}", ""]
+            cells = ["", "", "", "", f"failed: {r['failed']}", "", "", ""]
         else:
-            sad = "" if r.get("sad_vs_whole") is None else r["sad_vs_whole"]
-            cells = [tiles, r["seconds"], r["peak_rss_gb"], sad, f"{r['load_before']}-{r['load_after']}"]
+            cells = [r.get("decision", ""), tiles, r["seconds"], r.get("peak_rss_gb", ""),
+                     r.get("sad_vs_truth", ""), r.get("sad_vs_whole", ""), r.get("worst_tile", ""),
+                     f"{r['load_before']}-{r['load_after']}"]
         unknown = f" ({r['unknown']:.0%})" if "unknown" in r else ""
-        trimap = f"{r['trimap']}{unknown}"
-        row = [r["model"], r["device"], r["photo"], r["size"], trimap, r["strategy"], *cells]
+        row = [r["model"], r["photo"], r["size"], f"{r['trimap']}{unknown}", r["strategy"], *cells]
         print("| " + " | ".join(str(cell) for cell in row) + " |")
 
 
@@ -242,10 +374,12 @@ def main() -> None:
     run = commands.add_parser("run", help="measure cases, appending to --out")
     run.add_argument("--models", nargs="+", default=["gca"])
     run.add_argument("--devices", nargs="+", default=["cpu"])
-    run.add_argument("--sizes", nargs="+", type=int, default=[2048, 4096, 6000])
+    run.add_argument("--sizes", nargs="+", default=["2048", "4096", "6000"],
+                     help="6000 = a 6000 x 6000 square, 3x = the photo scaled by 3")
     run.add_argument("--trimaps", nargs="+", default=["trimap1"])
     run.add_argument("--photos", nargs="+", default=["GT01"])
-    run.add_argument("--strategies", nargs="+", default=["whole", "tiled", "downscale"])
+    run.add_argument("--strategies", nargs="+", default=["whole", "tiled", "auto"],
+                     help="auto, whole, tiled, downscale, pass512 (one 512 x 512 call: overhead ratio)")
     run.add_argument("--tile-size", type=int)
     run.add_argument("--overlap", type=int)
     run.add_argument("--threads", type=int, help="torch CPU threads (default: torch's own choice)")
@@ -260,13 +394,23 @@ def main() -> None:
     sweep.add_argument("--photos", nargs="+", default=["GT01", "GT06", "GT07"])
     sweep.add_argument("--tile-sizes", nargs="+", type=int, default=[192, 256, 320, 448, 512, 704, 960])
     sweep.add_argument("--overlaps", nargs="+", type=int, default=[32, 64])
+    memory = commands.add_parser("memory", help="peak memory growth per pixel of each solver")
+    memory.add_argument("--models", nargs="+", default=list(CLASSICAL))
+    memory.add_argument("--scales", nargs="+", type=float, default=[1.0, 2.0])
+    memory.add_argument("--cases", nargs="+", default=["GT01/Trimap1", "GT04/Trimap2"])
+    memory_case_parser = commands.add_parser("memory-case", help="(internal) one memory case, as JSON")
+    memory_case_parser.add_argument("json")
     table = commands.add_parser("table", help="markdown rows from a results file")
     table.add_argument("results", type=Path)
     args = parser.parse_args()
     if args.command == "case":
         print(json.dumps(run_case(json.loads(args.json))))
+    elif args.command == "memory-case":
+        print(json.dumps(memory_case(json.loads(args.json))))
     else:
-        {"run": command_run, "plan": command_plan, "table": command_table}[args.command](args)
+        handlers = {"run": command_run, "plan": command_plan, "table": command_table,
+                    "memory": command_memory}
+        handlers[args.command](args)
 
 
 if __name__ == "__main__":

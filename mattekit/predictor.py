@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from mattekit.engine import Progress, TileOptions, plan, run_tiled
+from mattekit.engine import Progress, TileOptions, plan, run_tiled, run_whole
 from mattekit.errors import MattekitError
 from mattekit.io import DEFAULT_MAX_PIXELS, ImageLike, image_size, read_gray, read_image
 from mattekit.models import DEFAULT_MODEL, MattingModel, Requirements, create_model, get_model_info
@@ -87,15 +87,7 @@ def run_model(
     how = plan(model, height, width, data.trimap, tiling or TileOptions())
     if how.grid is not None:
         return finish_alpha(run_tiled(model, data.image, data.trimap, how, progress), data)
-    top, bottom, left, right = requirements.padding(height, width)
-    image, trimap = data.image, data.trimap
-    if top or bottom or left or right:
-        image = np.pad(image, ((top, bottom), (left, right), (0, 0)), mode="reflect")
-        if trimap is not None:
-            trimap = np.pad(trimap, ((top, bottom), (left, right)), mode="reflect")
-    batch_trimap = None if trimap is None else trimap[None]
-    alpha = model.infer(image[None], batch_trimap)[0][top : top + height, left : left + width]
-    return finish_alpha(alpha, data)
+    return finish_alpha(run_whole(model, data.image, data.trimap), data)
 
 
 def finish_alpha(alpha: np.ndarray, data: MattingInput) -> np.ndarray:

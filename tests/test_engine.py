@@ -131,22 +131,39 @@ def test_tiles_without_unknown_pixels_are_not_run() -> None:
     np.testing.assert_allclose(tiled, whole, atol=1e-6)
 
 
-def test_windows_hold_the_unknown_pixels_plus_a_margin() -> None:
+def test_windows_grow_around_the_unknown_pixels_until_both_known_classes_are_in() -> None:
     trimap = np.full((300, 300), BACKGROUND, dtype=np.uint8)
-    trimap[140:150, 20:30] = UNKNOWN  # a small unknown patch inside the first column of tiles
+    trimap[:, 240:] = FOREGROUND  # foreground 60 px wide on the right
+    trimap[140:150, 20:30] = UNKNOWN  # a small unknown patch far from it, in the first column of tiles
     tiles = grid(300, 300, 128, 16, trimap, margin=16)
+    assert tiles.run and not tiles.short
     for tile in tiles.run:
         top, bottom, left, right = tile.window
-        assert tile.top <= top < bottom <= tile.bottom and tile.left <= left < right <= tile.right
         core_unknown = trimap[tile.top : tile.bottom, tile.left : tile.right] == UNKNOWN
-        window_unknown = trimap[top:bottom, left:right] == UNKNOWN
-        assert core_unknown.sum() == window_unknown.sum()
-        assert bottom - top <= 10 + 2 * 16 and right - left <= 10 + 2 * 16
+        ys, xs = np.nonzero(core_unknown)
+        assert tile.focus == (tile.top + ys.min(), tile.top + ys.max() + 1,
+                              tile.left + xs.min(), tile.left + xs.max() + 1)
+        assert top <= tile.focus[0] - 16 or top == 0
+        assert bottom >= tile.focus[1] + 16 and right >= tile.focus[3] + 16 and left == 0
+        assert top % 32 == 0 and left % 32 == 0  # aligned like the whole image
+        window = trimap[top:bottom, left:right]
+        assert (window == FOREGROUND).mean() >= 0.05 and (window == BACKGROUND).mean() >= 0.05
     model = TrimapPerPixel()
     data = MattingInput(random_image(300, 300), trimap)
     alpha = run_model(model, data, TileOptions(tile="on", tile_size=128, overlap=16))
-    assert all(shape[1] <= 48 and shape[2] <= 48 for shape in model.calls)  # 42 px windows, padded to 8s
+    assert all(shape[2] > 240 for shape in model.calls)  # the windows reach the foreground
     np.testing.assert_allclose(alpha, run_model(TrimapPerPixel(), data, TileOptions(tile="off")), atol=1e-6)
+
+
+def test_windows_stop_growing_at_the_largest_side_that_fits() -> None:
+    trimap = np.full((300, 300), BACKGROUND, dtype=np.uint8)
+    trimap[:, 240:] = FOREGROUND
+    trimap[140:150, 20:30] = UNKNOWN
+    tiles = grid(300, 300, 128, 16, trimap, margin=16, max_side=100)
+    assert tiles.short == tiles.run  # no foreground within 100 px: these tiles get the coarse guide
+    for tile in tiles.run:
+        top, bottom, left, right = tile.window
+        assert bottom - top <= 100 + 31 and right - left <= 100 + 31  # plus the alignment
 
 
 def test_known_regions_equal_the_trimap_and_nothing_runs_without_unknown() -> None:
@@ -177,7 +194,7 @@ def test_batches_hold_several_tiles() -> None:
 class Hungry(PerPixel):
     """Claims 1 KB per pixel, so that the planner's choices are predictable."""
 
-    def bytes_per_pixel(self) -> int:
+    def bytes_per_pixel(self, unknown: float = 1.0) -> float:
         return 1000
 
 

@@ -8,9 +8,9 @@ they need on :class:`~mattekit.models.base.MattingModel` (``requirements``, ``es
 
 from mattekit.engine.context import ContextRequest, TileContext
 from mattekit.engine.planner import Plan, TileOptions, check, parse_memory, plan
-from mattekit.engine.runner import Progress, run_tiled
+from mattekit.engine.runner import Progress, run_tiled, run_whole
 
 __all__ = [
     "ContextRequest", "Plan", "Progress", "TileContext", "TileOptions", "check", "parse_memory", "plan",
-    "run_tiled",
+    "run_tiled", "run_whole",
 ]

@@ -15,9 +15,10 @@ from typing import Literal
 
 import numpy as np
 
-from mattekit.engine.tiling import Box, TileGrid, grid, padded_size
+from mattekit.engine.tiling import Box, Tile, TileGrid, grid, padded_size
 from mattekit.errors import MattekitError
 from mattekit.models.base import MattingModel
+from mattekit.trimap import UNKNOWN
 
 TileMode = Literal["auto", "on", "off"]
 
@@ -109,6 +110,8 @@ class Plan:
     tile_size: int = 0
     overlap: int = 0
     batch: int = 1
+    #: The largest window side one model call can take within the budget (how far context may grow).
+    max_side: int = 0
 
     def describe(self) -> list[str]:
         """Human-readable lines for ``mattekit predict --dry-run``."""
@@ -161,7 +164,8 @@ def plan(
     host = HOST_BYTES_PER_PIXEL * height * width if device == "cpu" else 0
     top, bottom, left, right = model.requirements.padding(height, width)
     padded_height, padded_width = height + top + bottom, width + left + right
-    whole = host + model.estimate_memory(padded_height, padded_width, 1)
+    unknown = 1.0 if trimap is None else float((trimap == UNKNOWN).mean())
+    whole = host + model.estimate_memory(padded_height, padded_width, 1, unknown=unknown)
     tile_wanted = options.tile == "on" or model.context is not None
     if options.tile == "off" or (not tile_wanted and whole <= budget):
         return Plan(height, width, device, budget, whole, padded_height * padded_width)
@@ -181,20 +185,51 @@ def plan(
         # Windows shrink to the unknown pixels plus an overlap of context, except for context models,
         # which compare whole patches of one size (HDMatt's patches are all 320 px).
         margin = overlap if model.context is None else None
-        tile_grid = grid(height, width, size, overlap, trimap, margin)
-        tile_height, tile_width = padded_size(model.requirements, tile_grid.rows.size, tile_grid.cols.size)
+        max_side = _largest_window(model, host, budget, device, max(height, width), size + 2 * overlap)
+        tile_grid = grid(height, width, size, overlap, trimap, margin, max_side, model.grow_context)
+        # One batch stacks windows of one size; the largest window bounds what any batch needs per tile.
+        per_tile = max((_window_peak(model, t, device) for t in tile_grid.run), default=0)
         most = min(MAX_BATCH[device], max(len(tile_grid.run), 1))
         for batch in [options.batch] if options.batch is not None else range(most, 0, -1):
-            buffers = batch * tile_height * tile_width * TILE_BUFFER_BYTES_PER_PIXEL if device == "cpu" else 0
-            peak = host + buffers + model.estimate_memory(tile_height, tile_width, batch)
+            peak = host + batch * per_tile
             if peak <= budget:
                 pixels = sum(_area(padded_size(model.requirements, *_size(t.window))) for t in tile_grid.run)
-                return Plan(height, width, device, budget, peak, pixels, tile_grid, size, overlap, batch)
+                return Plan(
+                    height, width, device, budget, peak, pixels, tile_grid, size, overlap, batch, max_side
+                )
     fixed = " or lower --tile-size / --batch" if options.tile_size or options.batch else ""
     raise MattekitError(
         f"the memory budget of {_gb(budget)} is too small for this {width}x{height} image in tiles of "
         f"{size} px, batch {batch} (about {_gb(peak)} needed); raise --max-memory{fixed}"
     )
+
+
+def _window_peak(model: MattingModel, tile: Tile, device: str) -> int:
+    """Peak bytes of one tile in a batch: the model on its padded window, and on the CPU the gathered
+    input and output buffers."""
+    height, width = padded_size(model.requirements, *_size(tile.window))
+    buffers = height * width * TILE_BUFFER_BYTES_PER_PIXEL if device == "cpu" else 0
+    return buffers + model.estimate_memory(height, width, 1, unknown=tile.unknown)
+
+
+def _largest_window(
+    model: MattingModel, host: int, budget: int, device: str, longest: int, least: int
+) -> int:
+    """The side of the largest square window (at most ``longest``, at least ``least``) that one call of
+    the model can run on within the budget, every pixel unknown: how far a tile's context may grow."""
+
+    def fits(side: int) -> bool:
+        height, width = padded_size(model.requirements, side, side)
+        buffers = height * width * TILE_BUFFER_BYTES_PER_PIXEL if device == "cpu" else 0
+        return host + buffers + model.estimate_memory(height, width, 1, unknown=1.0) <= budget
+
+    low, high = least, max(least, longest)
+    if fits(high):
+        return high
+    while high - low > 1:  # fits(low) or low == least; not fits(high)
+        middle = (low + high) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle)
+    return low
 
 
 def _size(box: Box) -> tuple[int, int]:

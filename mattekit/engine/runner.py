@@ -1,4 +1,4 @@
-"""Running a tiled plan: gather tiles in batches, run the model, blend the results into one alpha."""
+"""Running a plan: one whole-image pass, or tiles gathered in batches and blended into one alpha."""
 
 from __future__ import annotations
 
@@ -10,9 +10,28 @@ from mattekit.engine.context import TileContext
 from mattekit.engine.planner import Plan
 from mattekit.engine.tiling import Tile, gather
 from mattekit.models.base import MattingModel, Requirements
+from mattekit.trimap import BACKGROUND, FOREGROUND, UNKNOWN
 
 #: Called after each batch with (tiles done, tiles to run).
 Progress = Callable[[int, int], None]
+
+#: In the window of a tile short of context, unknown pixels outside its focus whose coarse alpha is this
+#: close to 0 or 1 are given to the model as known background or foreground.
+GUIDE_CONFIDENCE = 0.02
+#: The coarse guide runs at this scale of the image at most (less when one window cannot hold that).
+GUIDE_SCALE = 0.5
+
+
+def run_whole(model: MattingModel, image: np.ndarray, trimap: np.ndarray | None) -> np.ndarray:
+    """Raw alpha (H, W) of one whole-image pass: pad as the model asks, infer, crop."""
+    height, width = image.shape[:2]
+    top, bottom, left, right = model.requirements.padding(height, width)
+    if top or bottom or left or right:
+        image = np.pad(image, ((top, bottom), (left, right), (0, 0)), mode="reflect")
+        if trimap is not None:
+            trimap = np.pad(trimap, ((top, bottom), (left, right)), mode="reflect")
+    alpha = model.infer(image[None], None if trimap is None else trimap[None])[0]
+    return alpha[top : top + height, left : left + width]
 
 
 def run_tiled(
@@ -24,9 +43,9 @@ def run_tiled(
 ) -> np.ndarray:
     """Raw stitched alpha (H, W) float32 of ``image`` under a tiled plan.
 
-    Pixels outside the windows of the tiles that run stay 0 here: every such pixel is known, and the
+    Pixels outside the focus boxes of the tiles that run stay 0 here: every such pixel is known, and the
     caller sets known pixels from the trimap (:func:`mattekit.predictor.finish_alpha`).  Every unknown
-    pixel lies in the window of every tile that covers it, and those tiles' weights sum to one there.
+    pixel lies in the focus of every tile that covers it, and those tiles' weights sum to one there.
     """
     tile_grid = tile_plan.grid
     assert tile_grid is not None, "run_tiled needs a tiled plan"
@@ -35,23 +54,71 @@ def run_tiled(
     if model.context is not None and tile_grid.run:
         pool = _context_pool(model, image, trimap, tile_grid.run)
     alpha = np.zeros(image.shape[:2], dtype=np.float32)
+    short = set(tile_grid.short)
+    guide = None
+    if short and trimap is not None:
+        guide = _coarse_guide(model, image, trimap, tile_plan.max_side)
     done = 0
     for chunk in _batches(tile_grid.run, tile_plan.batch):
         images, trimaps = _gather(image, trimap, chunk, requirements)
+        if guide is not None and trimaps is not None:
+            for i, tile in enumerate(chunk):
+                if tile in short:
+                    window_guide = gather(guide, tile.window, requirements)
+                    trimaps[i] = _guided(trimaps[i], window_guide, tile, requirements)
         if pool is None:
             raw = model.infer(images, trimaps)
         else:
             context = TileContext(pool.images, pool.trimaps, pool.boxes, _boxes(chunk))
             raw = model.infer_context(images, trimaps, context)
-        for tile, tile_alpha in zip(chunk, raw, strict=True):
-            top, bottom, left, right = tile.window
-            pad_top, _, pad_left, _ = requirements.padding(bottom - top, right - left)
-            window = tile_alpha[pad_top : pad_top + bottom - top, pad_left : pad_left + right - left]
-            alpha[top:bottom, left:right] += tile_grid.weights(tile, tile.window) * window
+        for i, tile in enumerate(chunk):
+            top, bottom, left, right = tile.focus
+            focus = _focus(raw[i], tile, requirements)
+            if guide is not None and tile in short and trimaps is not None and not _has_both(trimaps[i]):
+                focus = guide[top:bottom, left:right]  # still one-sided: the coarse alpha is the answer
+            alpha[top:bottom, left:right] += tile_grid.weights(tile, tile.focus) * focus
         done += len(chunk)
         if progress is not None:
             progress(done, len(tile_grid.run))
     return alpha
+
+
+def _focus(window_alpha: np.ndarray, tile: Tile, requirements: Requirements) -> np.ndarray:
+    """The part of a tile's padded window alpha that covers its focus."""
+    top, bottom, left, right = tile.window
+    pad_top, _, pad_left, _ = requirements.padding(bottom - top, right - left)
+    row, col = pad_top + tile.focus[0] - top, pad_left + tile.focus[2] - left
+    return window_alpha[row : row + tile.focus[1] - tile.focus[0], col : col + tile.focus[3] - tile.focus[2]]
+
+
+def _coarse_guide(model: MattingModel, image: np.ndarray, trimap: np.ndarray, side: int) -> np.ndarray:
+    """The model's alpha of the whole image scaled down to at most ``side`` x ``side`` pixels (what one
+    window may hold), scaled back up: a globally consistent answer for tiles that lack context."""
+    import cv2  # only plans with tiles short of context get here
+
+    height, width = trimap.shape
+    scale = min(GUIDE_SCALE, side / np.sqrt(height * width))
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    small_image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    small_trimap = cv2.resize(trimap, size, interpolation=cv2.INTER_NEAREST)
+    small = np.clip(run_whole(model, small_image, small_trimap), 0.0, 1.0).astype(np.float32)
+    return cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def _guided(trimap: np.ndarray, guide: np.ndarray, tile: Tile, requirements: Requirements) -> np.ndarray:
+    """A padded window trimap whose unknown pixels outside the tile's focus become known where the coarse
+    ``guide`` is confident, so that the model sees both known classes."""
+    outside = np.ones(trimap.shape, dtype=bool)
+    _focus(outside, tile, requirements)[...] = False
+    guided = trimap.copy()
+    free = outside & (trimap == UNKNOWN)
+    guided[free & (guide <= GUIDE_CONFIDENCE)] = BACKGROUND
+    guided[free & (guide >= 1 - GUIDE_CONFIDENCE)] = FOREGROUND
+    return guided
+
+
+def _has_both(trimap: np.ndarray) -> bool:
+    return bool((trimap == FOREGROUND).any() and (trimap == BACKGROUND).any())
 
 
 def _batches(tiles: Sequence[Tile], batch: int) -> list[list[Tile]]:

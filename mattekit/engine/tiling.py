@@ -8,8 +8,10 @@ patch needs beyond the image border by reflection, and merges overlaps with "a l
   and no tile sticks out of the image (a regular grid would waste the part beyond the border).  The
   model's own padding (:meth:`Requirements.padding`) is gathered around each
   tile from the real image, and only beyond the image border by reflection, as the whole-image path does.
-- A tile that runs may give the model only the window of its core around its unknown pixels (plus a
-  margin of context): the rest of the core is known and its alpha is the trimap's anyway.
+- A tile that runs contributes its *focus*, the box of its core's unknown pixels (the rest of the core is
+  known and its alpha is the trimap's anyway), and the model sees a *window* around it with enough
+  context: for a weight-free solver, grown until it holds known foreground and background, since a
+  solver that sees only one known class propagates or samples that class alone (docs/engine.md).
 - Blending is separable: a tile's weight is the product of two 1-D ramps, each proportional to the
   distance (plus one) to the nearest tile edge that has a neighbour, normalised per axis so that the ramps
   of all tiles sum to one at every coordinate.  Products of two partitions of unity are again one, so
@@ -25,7 +27,7 @@ from functools import cached_property
 import numpy as np
 
 from mattekit.models.base import Requirements
-from mattekit.trimap import UNKNOWN
+from mattekit.trimap import BACKGROUND, FOREGROUND, UNKNOWN
 
 
 @dataclass(frozen=True)
@@ -67,11 +69,26 @@ def axis(length: int, tile: int, overlap: int) -> Axis:
 #: ``(top, bottom, left, right)`` of a box in image coordinates.
 Box = tuple[int, int, int, int]
 
+#: A tile's window holds at least this share of its pixels as known foreground, and as known background
+#: (or half the image's own share of a class, when that is less): a propagation solver then has both
+#: boundary values to interpolate between, and a sampling solver finds both kinds of samples
+#: (docs/engine.md, "Context").
+MIN_KNOWN_SHARE = 0.05
+#: Windows start on multiples of this in both axes, as the whole image does at 0: strided networks then
+#: see the same grid of cells (GCA's is 32 px) and pymatting's shared sampling the same ray angles (its
+#: start angles repeat every 8 px), so a tile computes what the whole image would with that context.
+WINDOW_ALIGN = 32
+#: Windows are at least this many pixels on a side when the image is: pymatting's large-kernel solver
+#: box-filters with a 21 px kernel and refuses anything narrower.
+MIN_WINDOW = 32
+
 
 @dataclass(frozen=True)
 class Tile:
-    """One tile: its core box in image coordinates, its index on each axis (for the blending ramps), and
-    the ``window`` of the core the model runs on (the whole core unless shrunk, see :func:`grid`)."""
+    """One tile: its core box in image coordinates, its index on each axis (for the blending ramps), the
+    ``focus`` it contributes to the stitched alpha (the bounding box of the core's unknown pixels, or the
+    core) and the ``window`` around it that the model runs on, which may reach beyond the core for
+    context (see :func:`grid`); ``unknown`` is the share of the window's pixels that are unknown."""
 
     top: int
     bottom: int
@@ -80,16 +97,22 @@ class Tile:
     row: int
     col: int
     window: Box
+    focus: Box
+    unknown: float = 1.0
 
 
 @dataclass(frozen=True)
 class TileGrid:
-    """The tiles of one image, split into those the model must run and those the trimap already decides."""
+    """The tiles of one image, split into those the model must run and those the trimap already decides.
+
+    ``short`` lists the tiles that run whose window holds less of a known class than ``MIN_KNOWN_SHARE``
+    asks, because it reached ``max_side``; the runner gives them a coarse whole-image guide (runner.py)."""
 
     rows: Axis
     cols: Axis
     run: tuple[Tile, ...]
     skipped: tuple[Tile, ...]
+    short: tuple[Tile, ...] = ()
 
     def weights(self, tile: Tile, box: Box | None = None) -> np.ndarray:
         """(h, w) float32 blending weights of ``tile`` over ``box`` (a part of its core; default the core)."""
@@ -100,39 +123,120 @@ class TileGrid:
 
 
 def grid(
-    height: int, width: int, tile: int, overlap: int, trimap: np.ndarray | None, margin: int | None = None
+    height: int,
+    width: int,
+    tile: int,
+    overlap: int,
+    trimap: np.ndarray | None,
+    margin: int | None = None,
+    max_side: int | None = None,
+    grow: bool = True,
 ) -> TileGrid:
     """Tile an image (``0 <= overlap < tile``, see :func:`mattekit.engine.planner.check`).
 
     Tiles whose core holds no unknown trimap pixel are not run (their alpha is the trimap's), so the cost
-    follows the unknown area.  Without a trimap every tile runs.
+    follows the unknown area.  Without a trimap every tile runs on its core.
 
-    With a ``margin``, a tile's window shrinks to the bounding box of its unknown pixels grown by
-    ``margin`` px (within the core): the rest of the core is known, so only the context would be lost,
-    and on band-shaped trimaps this saves about 40 % of the model's pixels (docs/engine.md).
+    With a ``margin`` (and a trimap), a tile contributes only its ``focus``, the bounding box of its
+    unknown pixels, and the model sees a ``window`` around it: the focus grown by ``margin`` px, then
+    grown further (doubling the growth) until it holds enough known foreground and background pixels
+    (``MIN_KNOWN_SHARE``), reaches the image, or would exceed ``max_side`` px on a side.  Without a
+    ``margin`` (models that compare whole patches) window and focus are the core.
     """
     rows, cols = axis(height, tile, overlap), axis(width, tile, overlap)
-    run, skipped = [], []
+    need = None if trimap is None or margin is None else _needed_shares(trimap)
+    run, skipped, short = [], [], []
     for r, top in enumerate(rows.starts):
         for c, left in enumerate(cols.starts):
             core = (top, top + rows.size, left, left + cols.size)
             unknown = None if trimap is None else trimap[core[0] : core[1], core[2] : core[3]] == UNKNOWN
             if unknown is not None and not unknown.any():
-                skipped.append(Tile(*core, r, c, core))
+                skipped.append(Tile(*core, r, c, core, core, 0.0))
                 continue
-            window = core if unknown is None or margin is None else _shrink(core, unknown, margin)
-            run.append(Tile(*core, r, c, window))
-    return TileGrid(rows, cols, tuple(run), tuple(skipped))
+            if trimap is None:
+                run.append(Tile(*core, r, c, core, core))
+                continue
+            if need is None or margin is None:
+                run.append(Tile(*core, r, c, core, core, float(unknown.mean())))
+                continue
+            focus = _bounding_box(core, unknown)
+            if not grow:  # the focus plus a margin within the core, as networks were measured
+                window = _within(_grown(focus, margin, trimap.shape, max(height, width)), core)
+                run.append(Tile(*core, r, c, window, focus, _unknown_share(trimap, window)))
+                continue
+            window, enough = _context_window(trimap, focus, margin, max_side or max(height, width), need)
+            run.append(Tile(*core, r, c, window, focus, _unknown_share(trimap, window)))
+            if not enough:
+                short.append(run[-1])
+    return TileGrid(rows, cols, tuple(run), tuple(skipped), tuple(short))
 
 
-def _shrink(core: Box, unknown: np.ndarray, margin: int) -> Box:
-    """The box of the ``unknown`` pixels of ``core``, grown by ``margin`` and kept inside the core."""
-    top, bottom, left, right = core
+def _within(box: Box, core: Box) -> Box:
+    return max(box[0], core[0]), min(box[1], core[1]), max(box[2], core[2]), min(box[3], core[3])
+
+
+def _unknown_share(trimap: np.ndarray, window: Box) -> float:
+    return float((trimap[window[0] : window[1], window[2] : window[3]] == UNKNOWN).mean())
+
+
+def _needed_shares(trimap: np.ndarray) -> tuple[float, float]:
+    """The least share of a window that must be known foreground and known background."""
+    foreground, background = (trimap == FOREGROUND).mean(), (trimap == BACKGROUND).mean()
+    return min(MIN_KNOWN_SHARE, foreground / 2), min(MIN_KNOWN_SHARE, background / 2)
+
+
+def _bounding_box(core: Box, unknown: np.ndarray) -> Box:
+    """The box of the ``unknown`` pixels of ``core`` (a mask over the core), in image coordinates."""
+    top, _, left, _ = core
     ys, xs = np.flatnonzero(unknown.any(axis=1)), np.flatnonzero(unknown.any(axis=0))
-    return (
-        max(top, top + ys[0] - margin), min(bottom, top + ys[-1] + 1 + margin),
-        max(left, left + xs[0] - margin), min(right, left + xs[-1] + 1 + margin),
-    )
+    return top + ys[0], top + ys[-1] + 1, left + xs[0], left + xs[-1] + 1
+
+
+def _context_window(
+    trimap: np.ndarray, focus: Box, margin: int, max_side: int, need: tuple[float, float]
+) -> tuple[Box, bool]:
+    """``focus`` grown by ``margin``, then by doubling amounts until the window holds the ``need``ed shares
+    of known foreground and background; whether it does (it may stop at ``max_side`` or the image)."""
+    growth = margin
+    window = _grown(focus, growth, trimap.shape, max_side)
+    while not (enough := _holds(trimap, window, need)):
+        growth = max(2 * growth, 16)
+        bigger = _grown(focus, growth, trimap.shape, max_side)
+        if bigger == window:
+            break
+        window = bigger
+    return window, enough
+
+
+def _grown(focus: Box, growth: int, shape: tuple[int, ...], max_side: int) -> Box:
+    """``focus`` grown by ``growth`` px on every side, within the image and (beyond the focus itself)
+    within ``max_side`` px per axis, its start aligned down to ``WINDOW_ALIGN``."""
+    top, bottom = _span(focus[0], focus[1], growth, shape[0], max_side)
+    left, right = _span(focus[2], focus[3], growth, shape[1], max_side)
+    return top, bottom, left, right
+
+
+def _span(start: int, stop: int, growth: int, length: int, max_side: int) -> tuple[int, int]:
+    """``start..stop`` grown by up to ``growth`` on each side within ``0..length``, at most ``max_side``
+    long unless the span itself is longer; what one side cannot take (the image ends) the other may."""
+    room = max(0, max_side - (stop - start))
+    before, after = min(growth, start), min(growth, length - stop)
+    if before + after > room:
+        before = min(before, max(room - after, room // 2))
+        after = min(after, room - before)
+    low, high = start - before, stop + after
+    if high - low < MIN_WINDOW:  # a thin focus at the image border: widen into the image
+        high = min(length, low + MIN_WINDOW)
+        low = max(0, high - MIN_WINDOW)
+    low -= low % WINDOW_ALIGN
+    return low, max(stop, min(high, low + max_side))  # the alignment must not break the cap
+
+
+def _holds(trimap: np.ndarray, window: Box, need: tuple[float, float]) -> bool:
+    """Whether ``window`` holds at least the ``need``ed shares of known foreground and background."""
+    part = trimap[window[0] : window[1], window[2] : window[3]]
+    foreground, background = (part == FOREGROUND).mean(), (part == BACKGROUND).mean()
+    return foreground >= need[0] and background >= need[1]
 
 
 def reflect_index(start: int, stop: int, length: int) -> np.ndarray:

@@ -74,21 +74,29 @@ class MattingModel(ABC):
     #: cross-patch context); the engine then always tiles and calls :meth:`infer_context`.
     context: ClassVar[ContextRequest | None] = None
 
-    def bytes_per_pixel(self) -> int:
+    #: Whether a tile's window grows until it holds known foreground and background (docs/engine.md,
+    #: "Context").  Solvers need it: without both known classes they propagate or sample one value only.
+    #: Networks do not take that shortcut and were trained on crops; theirs stay the unknown box plus the
+    #: overlap, as their global attention makes every extra pixel cost quadratically.
+    grow_context: ClassVar[bool] = True
+
+    def bytes_per_pixel(self, unknown: float = 1.0) -> float:
         """Peak bytes per input pixel of one ``infer`` call, when that grows linearly with the area.
 
-        The default covers the classical solvers, measured at 10% unknown (docs/engine.md): KNN 3.9 KB,
-        learning-based 2.6 KB, closed-form 0.54 KB per pixel.  Networks override it with their own.
+        ``unknown`` is the share of the input's pixels that the trimap marks unknown (1.0 when there is
+        no trimap).  This default is about the most any weight-free solver was measured to need (KNN,
+        docs/engine.md); every model of the zoo overrides it with its own measured figure.
         """
-        return 4096
+        return 4096.0
 
-    def estimate_memory(self, height: int, width: int, batch: int = 1) -> int:
-        """Peak bytes one ``infer`` call takes on a padded batch of ``batch`` x ``height`` x ``width``.
+    def estimate_memory(self, height: int, width: int, batch: int = 1, unknown: float = 1.0) -> int:
+        """Peak bytes one ``infer`` call takes on a padded batch of ``batch`` x ``height`` x ``width``
+        whose trimaps mark the share ``unknown`` of the pixels unknown (the largest share in the batch).
 
         Override this instead of :meth:`bytes_per_pixel` when the cost is not linear in the area (global
         attention grows with its square).
         """
-        return batch * height * width * self.bytes_per_pixel()
+        return round(batch * height * width * self.bytes_per_pixel(unknown))
 
     def infer_context(
         self, images: np.ndarray, trimaps: np.ndarray | None, context: TileContext

@@ -361,8 +361,9 @@ class HDMattModel(NetworkModel):
         self._pool_source: weakref.ref[np.ndarray] | None = None
         self._pool: Embedded | None = None
 
-    def estimate_memory(self, height: int, width: int, batch: int = 1) -> int:
-        """Peak bytes of one :meth:`infer_context` call on ``batch`` patches with a full pool (measured)."""
+    def estimate_memory(self, height: int, width: int, batch: int = 1, unknown: float = 1.0) -> int:
+        """Peak bytes of one :meth:`infer_context` call on ``batch`` patches with a full pool (measured;
+        a network computes every pixel, whatever the ``unknown`` share)."""
         per_pixel = (POOL_ENCODING_BYTES_PER_PIXEL + POOL * POOL_PATCH_BYTES_PER_PIXEL
                      + batch * QUERY_BYTES_PER_PIXEL)
         return height * width * per_pixel

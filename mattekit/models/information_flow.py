@@ -297,11 +297,12 @@ class InformationFlowMatting(MattingModel):
         self.params = params or FlowParameters()
         self.preconditioner = preconditioner
 
-    def bytes_per_pixel(self) -> int:
+    def bytes_per_pixel(self, unknown: float = 1.0) -> float:
         """Peak memory growth of one solve per image pixel, measured (``benchmarks/information_flow.py
         memory``): 937 B at 9.7 % unknown (GT01/Trimap1; closed-form 504 B), 2182 B at 48.6 % unknown
-        (GT04/Trimap2; closed-form 1380 B).  Tiles near a boundary are often half unknown, hence 2.5 KB."""
-        return 2560
+        (GT04/Trimap2; closed-form 1380 B); the line through both, as the engine's rule for solvers whose
+        cost grows with the unknown share (docs/engine.md)."""
+        return 630 + 3200 * unknown
 
     def infer(self, images: np.ndarray, trimaps: np.ndarray | None) -> np.ndarray:
         if trimaps is None:

@@ -81,6 +81,8 @@ class NetworkModel(MattingModel):
     measured peak memory per input pixel apart from that attention.
     """
 
+    grow_context = False
+
     def __init__(
         self,
         net: nn.Module,
@@ -99,11 +101,12 @@ class NetworkModel(MattingModel):
         self.attention_stride = attention_stride
         self._bytes_per_pixel = bytes_per_pixel
 
-    def bytes_per_pixel(self) -> int:
+    def bytes_per_pixel(self, unknown: float = 1.0) -> int:
         return self._bytes_per_pixel
 
-    def estimate_memory(self, height: int, width: int, batch: int = 1) -> int:
-        """Peak bytes of one ``infer`` call: activations linear in the area plus the global attention."""
+    def estimate_memory(self, height: int, width: int, batch: int = 1, unknown: float = 1.0) -> int:
+        """Peak bytes of one ``infer`` call: activations linear in the area plus the global attention
+        (neither depends on the ``unknown`` share: a network computes every pixel)."""
         linear = height * width * self.bytes_per_pixel()
         if self.attention_stride is None:
             return batch * linear
