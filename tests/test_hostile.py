@@ -20,6 +20,7 @@ from mattekit import io as mattekit_io
 from mattekit.cli import main
 from mattekit.errors import BUG_NOTE, EXIT_BUG, MattekitError, describe
 from mattekit.io import clean_stale_parts, read_gray
+from mattekit.models import DEFAULT_MODEL
 from mattekit.models.base import MattingModel
 
 MATTEKIT = [sys.executable, "-m", "mattekit"]
@@ -309,7 +310,7 @@ def test_options_a_model_would_ignore_are_errors(tmp_path: Path, capsys) -> None
     for weights in ("missing.pth", tmp_path / "real.pth"):
         code, err = _run(["predict", photo, "-t", trimap, "--weights", weights], capsys)
         assert code == 2
-        _one_error_line(err, "'shared-sampling' is weight-free and takes no weights")
+        _one_error_line(err, f"'{DEFAULT_MODEL}' is weight-free and takes no weights")
     for folder in ("image", "trimap", "alpha"):
         (tmp_path / folder).mkdir()
     code, err = _run(["eval", "--data", tmp_path, "--model", "knn", "--weights", "x.pth"], capsys)

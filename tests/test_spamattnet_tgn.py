@@ -173,7 +173,8 @@ def test_tgn_probabilities_and_the_trimap_command(tmp_path: Path) -> None:
     np.testing.assert_array_equal(read_trimap(tmp_path / "m.png"), from_mask(mask[0, 3:45, 5:76], 10, 10))
     # Joint inference through predict: TGN's trimap, shared-sampling, soft fusion (Eq. 15), as the API does.
     out = tmp_path / "joint"
-    assert main(["predict", photo, "--mask", rough, "--trimap-model", "tgn", "--trimap-weights", str(weights),
+    assert main(["predict", photo, "--mask", rough, "--model", "shared-sampling", "--trimap-model", "tgn",
+                 "--trimap-weights", str(weights),
                  "--fusion", "soft", "-o", str(out)]) == 0
     data = load_input(photo, mask=rough)
     fused = matte(load_model("shared-sampling"), data, TrimapMaker(model), "soft")
