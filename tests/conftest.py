@@ -5,10 +5,14 @@ The data sit in ``../shared`` beside the checkout (CI has them too); ``MATTEKIT_
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
 import pytest
+
+from mattekit.models import MattingModel, create_model
+from mattekit.models.checkpoint import load_into
 
 SHARED = Path(os.environ.get("MATTEKIT_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 DEV = SHARED / "data" / "alphamatting-dev"
@@ -28,3 +32,17 @@ def dev_dir() -> Path:
 def reference_dir() -> Path:
     """Official-code outputs and metric values (see each folder's README)."""
     return REFERENCE
+
+
+@pytest.fixture(scope="module")
+def gca(reference_dir: Path) -> MattingModel:
+    """GCA with the deterministic synthetic weights of the shared reference: the same on every machine,
+    with activations of realistic scale (shared/reference/gca/README.md).  No trained weights exist here,
+    but its tiled and whole outputs can still be compared."""
+    spec = importlib.util.spec_from_file_location("reference_fill", reference_dir / "gca" / "fill.py")
+    assert spec is not None and spec.loader is not None
+    fill = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fill)
+    model = create_model("gca", weights=None, device="cpu")
+    load_into(model.net, fill.fill(str(reference_dir / "gca" / "gca_keys.json")))
+    return model

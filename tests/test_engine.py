@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import cv2
@@ -16,7 +15,6 @@ from mattekit.errors import MattekitError
 from mattekit.io import read_gray, write_png
 from mattekit.models import Requirements, create_model
 from mattekit.models.base import MattingModel
-from mattekit.models.checkpoint import load_into
 from mattekit.predictor import MattingInput, load_input, run_model
 from mattekit.trimap import BACKGROUND, FOREGROUND, UNKNOWN
 
@@ -261,18 +259,6 @@ def test_bad_tiling_options_are_one_line_user_errors(options: TileOptions, words
         plan(Hungry(), 4000, 4000, None, options)
     assert "\n" not in str(error.value) and words in str(error.value)
 
-
-@pytest.fixture(scope="module")
-def gca(reference_dir: Path) -> MattingModel:
-    """GCA with the deterministic synthetic weights of the shared reference: the same on every machine,
-    with activations of realistic scale (shared/reference/gca/README.md)."""
-    spec = importlib.util.spec_from_file_location("reference_fill", reference_dir / "gca" / "fill.py")
-    assert spec is not None and spec.loader is not None
-    fill = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(fill)
-    model = create_model("gca", weights=None, device="cpu")
-    load_into(model.net, fill.fill(str(reference_dir / "gca" / "gca_keys.json")))
-    return model
 
 
 @pytest.mark.slow

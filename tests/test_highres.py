@@ -8,7 +8,6 @@ a 2.6x upscaled photo.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -24,7 +23,6 @@ from mattekit.engine.tiling import grid
 from mattekit.io import read_gray
 from mattekit.models import create_model
 from mattekit.models.base import MattingModel
-from mattekit.models.checkpoint import load_into
 from mattekit.predictor import MattingInput, load_input, run_model
 from mattekit.trimap import BACKGROUND, FOREGROUND, UNKNOWN
 
@@ -159,18 +157,6 @@ def test_weight_free_models_tiled_are_as_good_as_whole(
     data, truth = half_size(dev_dir, photo, trimap)
     check_tiled_against_whole(create_model(name), data, truth)
 
-
-@pytest.fixture(scope="module")
-def gca(reference_dir: Path) -> MattingModel:
-    """GCA with the deterministic synthetic weights of the shared reference (no trained weights here:
-    its tiled and whole outputs can still be compared)."""
-    spec = importlib.util.spec_from_file_location("reference_fill", reference_dir / "gca" / "fill.py")
-    assert spec is not None and spec.loader is not None
-    fill = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(fill)
-    model = create_model("gca", weights=None, device="cpu")
-    load_into(model.net, fill.fill(str(reference_dir / "gca" / "gca_keys.json")))
-    return model
 
 
 @pytest.mark.slow
