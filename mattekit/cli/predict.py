@@ -169,7 +169,7 @@ def predict(
 ) -> None:
     """Matte an image (or every image in a folder) and write <stem>_alpha.png, plus <stem>_rgba.png with
     --rgba and <stem>_composite.png with --background.  Without --trimap the trimap is made from --mask,
-    or from a mask of the salient subject (pip install "mattekit[auto]")."""
+    or from a mask of the salient subject (pip install "mattekit\\[auto]")."""
     if bit_depth not in (8, 16):
         raise MattekitError(f"--bit-depth must be 8 or 16, not {bit_depth}")
     if trimap is not None and mask is not None:
