@@ -307,48 +307,19 @@ def test_gca_run_exports_weights_predict_loads_and_models_add_names(
     # predict loads the export strictly into the registry's GCA
     image = val_dir / "image" / "GT03.png"
     trimap = val_dir / "trimap" / "GT03.png"
+
+    def predict(out: Path, *model_args: str) -> int:
+        args = ["--trimap", str(trimap), *model_args, "-o", str(out), "--device", "cpu"]
+        return main(["predict", str(image), *args])
+
     out = tmp_path / "alpha.png"
-    assert (
-        main(
-            [
-                "predict",
-                str(image),
-                "--trimap",
-                str(trimap),
-                "--model",
-                "gca",
-                "--weights",
-                str(model),
-                "-o",
-                str(out),
-                "--device",
-                "cpu",
-            ]
-        )
-        == 0
-    )
+    assert predict(out, "--model", "gca", "--weights", str(model)) == 0
     assert out.is_file()
     # registered by name, it predicts and lists with its validation SAD
     assert main(["models", "add", "my-gca", str(run)]) == 0
     capsys.readouterr()
     named = tmp_path / "named.png"
-    assert (
-        main(
-            [
-                "predict",
-                str(image),
-                "--trimap",
-                str(trimap),
-                "--model",
-                "my-gca",
-                "-o",
-                str(named),
-                "--device",
-                "cpu",
-            ]
-        )
-        == 0
-    )
+    assert predict(named, "--model", "my-gca") == 0
     assert named.read_bytes() == out.read_bytes()
     # eval by name scores what the run's own validation scored: the same weights, images and metrics
     report = tmp_path / "eval.json"

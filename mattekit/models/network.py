@@ -44,10 +44,15 @@ def parameter_count(module: nn.Module) -> int:
     return sum(tensor.numel() for tensor in module.state_dict().values())
 
 
-def count_flops(run: Callable[[], object]) -> int:
+def count_flops(run: Callable[[], object], fake: bool = False) -> int:
     """FLOPs of ``run()`` as torch's FlopCounterMode counts them: convolutions and matrix products (two per
-    multiply-add), not normalisation, activations or softmax."""
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
+    multiply-add), not normalisation, activations or softmax.
+
+    ``fake`` runs it on fake tensors, which carry shapes and devices but no data, so counting costs neither
+    the arithmetic nor the activation memory (the ``meta`` device would too, but autocast refuses it).
+    """
+    fakes = FakeTensorMode(allow_non_fake_inputs=True) if fake else nullcontext()
+    with fakes, torch.no_grad(), FlopCounterMode(display=False) as counter:
         run()
     return int(counter.get_total_flops())
 
@@ -142,19 +147,12 @@ class NetworkModel(MattingModel):
     def flops(self, height: int = 512, width: int = 512) -> int:
         """FLOPs of one forward pass on a height x width input, as ``FlopCounterMode`` counts them (two per
         multiply-add of the convolutions and matrix products; normalisation, activations and pointwise
-        arithmetic are left out).
-
-        The network runs on fake tensors, which carry shapes and devices but no data, so counting costs
-        neither the arithmetic nor the activation memory (the ``meta`` device would too, but autocast
-        refuses it).
+        arithmetic are left out), on fake tensors (:func:`count_flops`).
         """
         images = np.zeros((1, height, width, 3), dtype=np.float32)
         trimaps = np.zeros((1, height, width), dtype=np.uint8)
         inputs = self.network_inputs(images, trimaps)
-        counter = FlopCounterMode(display=False)
-        with FakeTensorMode(allow_non_fake_inputs=True), torch.no_grad(), counter:
-            self.net(*inputs)
-        return counter.get_total_flops()
+        return count_flops(lambda: self.net(*inputs), fake=True)
 
     def _precision(self) -> AbstractContextManager[object]:
         if self.half:

@@ -35,14 +35,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch._subclasses.fake_tensor import FakeTensorMode
-from torch.utils.flop_counter import FlopCounterMode
 
 from mattekit.device import resolve_device
 from mattekit.models.backbones import ASPP, create_backbone
 from mattekit.models.base import Requirements, TrimapModel
 from mattekit.models.checkpoint import load_into, read_state_dict
-from mattekit.models.network import normalize_images
+from mattekit.models.network import count_flops, normalize_images
 
 #: Output stride 16: inputs are padded to a multiple of 16 so every stage halves exactly.
 REQUIREMENTS = Requirements(trimap=False, coarse_mask=True, weights=True, pad_multiple=16)
@@ -123,11 +121,9 @@ class TGNModel(TrimapModel):
 
     def flops(self, height: int = 512, width: int = 512) -> int:
         """FLOPs of one forward pass on a height x width image and mask, as ``FlopCounterMode`` counts them
-        (on fake tensors, like :meth:`mattekit.models.network.NetworkModel.flops`)."""
-        counter = FlopCounterMode(display=False)
-        with FakeTensorMode(allow_non_fake_inputs=True), torch.no_grad(), counter:
-            self.net(torch.zeros(1, 3, height, width), torch.zeros(1, 1, height, width))
-        return counter.get_total_flops()
+        (on fake tensors, :func:`mattekit.models.network.count_flops`)."""
+        image, mask = torch.zeros(1, 3, height, width), torch.zeros(1, 1, height, width)
+        return count_flops(lambda: self.net(image, mask), fake=True)
 
 
 def tgn(weights: str | Path | None = None, device: str = "auto") -> TGNModel:
