@@ -2,7 +2,17 @@
 Natural Image Matting", CVPR 2017; extended version arXiv 1707.05055), weight-free.
 
 One sparse linear system in the opacities of the unknown pixels, the sum of four "information flows"
-(section numbers of the CVPR paper; the extended version keeps the same terms and values):
+(section numbers of the CVPR paper; the extended version keeps the same terms and values).
+
+**Where each value comes from.**  No parameter is cited to an equation number: the papers' text past the
+abstract and introduction could not be read here (the search tool's stored copies of the CVPR paper, of
+arXiv 1707.05055 and of its HTML renderings stop there), and no public re-implementation that was found
+(the authors' MATLAB toolbox yaksoy/AffinityBasedMattingToolbox, OpenCV's alphamat module,
+moiling/IFMatting) names equations in its comments.  The § numbers are those recorded when the model was
+written and were not re-checked against the text.  Every value below equals the default of the authors'
+toolbox (``getMattingParams('IFM')``: ``cm_K = 20, cm_xyw = 1, cm_mult = 1, ku_K = 7, ku_xyw = 10,
+ku_mult = 0.05, iu_K = 5, iu_xyw = 0.05, iu_mult = 0.01, loc_win = 1, loc_eps = 1e-6, loc_mult = 1,
+lambda = 100``), read for its parameter values only (academic-use licence; no code was taken).
 
 - **Color-mixture flow** (§3.1, energy E_CM): every unknown pixel p is written as an affine combination
   of its K_CM = 20 nearest neighbours in the feature space [r, g, b, x̃, ỹ] (x̃, ỹ the pixel position
@@ -23,15 +33,26 @@ The minimiser of E_CM + σ_KU E_KU + σ_UU E_UU + σ_L E_L with the known pixels
 with a preconditioned conjugate gradient.
 
 Choices the papers leave open or that mattekit makes differently (REC; only the solver was chosen by
-measurement, the others are not tuned):
+measurement, the others are not tuned).  Where the authors' toolbox differs, it is said; none of these
+differences could be checked against the papers' equations:
 
 - Known pixels are **hard constraints** (the paper's trimap term λ E_T with λ = 100 taken to its limit):
   the system has one unknown per unknown pixel and known neighbours move to the right-hand side, so it
   spans only the unknown region (the known pixels it touches enter through the right-hand side).
 - The local-linear-embedding Gram matrices are conditioned by adding 1e-3 to their diagonal (colours in
-  [0, 1]), solved in closed form through their rank-3 structure (Woodbury) instead of a K×K solve.
-- w^F_p is clipped to [0, 1] and η_p to [0, 1]; where the foreground (or background) weights sum to
-  almost nothing, F̄ (B̄) is the plain mean of those neighbours' colours.
+  [0, 1]; OpenCV's alphamat uses 1e-3, the toolbox 1e-10), solved in closed form through their rank-3
+  structure (Woodbury) instead of a K×K solve.
+- w^F_p is clipped to [0, 1] and η_p to [0, 1]; F̄ and B̄ are the weight-normalised means Σ w c / Σ w of
+  the foreground (background) neighbours' colours (as OpenCV's alphamat; the toolbox uses the sums Σ w c
+  without dividing); where those weights sum to almost nothing, the plain mean of the colours.
+- Intra-U affinity: 1 − ‖f_p − f_q‖₁ over the five features.  The toolbox divides that L1 distance by
+  the number of features (5) and adds one more neighbour per pixel searched with the position weight
+  divided by 100, which its comments say comes from KNN matting's public code, not from this paper.
+- The K-to-U flow is computed on the trimap as given.  The toolbox computes it on a patch-trimmed trimap
+  and sets w^F to 0 or 1 with confidence 1 where its known-unknown-edge trimming (Shahrian et al. 2013)
+  labels a pixel, and chooses E_1 or E_2 automatically with a colour-histogram test; mattekit's trimming
+  steps are separate pre-steps instead (``mattekit.trimap``), whose effect on every model is measured in
+  docs/benchmarks.md.
 - The matting Laplacian's ε is 1e-6 (Levin et al.'s default is 1e-7); not tuned.
 - A tiny pull (1e-6) towards the K-to-U estimate keeps the system positive definite when an unknown
   component reaches no known pixel through any flow.
@@ -69,23 +90,27 @@ LLE_CONDITIONING = 1e-3
 ANCHOR = 1e-6
 #: Incomplete-Cholesky entries below this are dropped (see _preconditioner).
 ICHOL_DISCARD = 1e-2
+#: Diagonal shifts the incomplete Cholesky factorisation tries, in order, until one gives a positive pivot
+#: everywhere (see _preconditioner).
+ICHOL_SHIFTS = (0.1, 0.5, 1.0, 10.0, 100.0)
 
 
 @dataclass(frozen=True)
 class FlowParameters:
-    """Neighbour counts, feature weights and energy weights, with the section of the CVPR paper."""
+    """Neighbour counts, feature weights and energy weights: the CVPR paper's section (equation numbers
+    could not be traced, see the module docstring) and the authors' toolbox parameter with that value."""
 
-    cm_neighbors: int = 20  # K_CM, §3.1
-    cm_position: float = 1.0  # [r, g, b, x̃, ỹ], §3.1
-    ku_neighbors: int = 7  # K_KU per known class, §3.2
-    ku_position: float = 10.0  # [r, g, b, 10x̃, 10ỹ], §3.2
-    ku_weight: float = 0.05  # σ_KU, §3.5
-    uu_neighbors: int = 5  # K_UU, §3.3
-    uu_position: float = 0.05  # [r, g, b, x̃/20, ỹ/20], §3.3
-    uu_weight: float = 0.01  # σ_UU, §3.5
-    local_weight: float = 1.0  # σ_L, §3.5
-    local_epsilon: float = 1e-6  # ε of the matting Laplacian, §3.4
-    known_to_unknown: bool = True  # E_1 (True) or E_2 (False), §3.5
+    cm_neighbors: int = 20  # K_CM, §3.1; toolbox cm_K
+    cm_position: float = 1.0  # [r, g, b, x̃, ỹ], §3.1; toolbox cm_xyw
+    ku_neighbors: int = 7  # K_KU per known class, §3.2; toolbox ku_K
+    ku_position: float = 10.0  # [r, g, b, 10x̃, 10ỹ], §3.2; toolbox ku_xyw
+    ku_weight: float = 0.05  # σ_KU, §3.5; toolbox ku_mult
+    uu_neighbors: int = 5  # K_UU, §3.3; toolbox iu_K
+    uu_position: float = 0.05  # [r, g, b, x̃/20, ỹ/20], §3.3; toolbox iu_xyw
+    uu_weight: float = 0.01  # σ_UU, §3.5; toolbox iu_mult
+    local_weight: float = 1.0  # σ_L, §3.5; toolbox loc_mult
+    local_epsilon: float = 1e-6  # ε of the matting Laplacian, §3.4; toolbox loc_eps (3×3: loc_win = 1)
+    known_to_unknown: bool = True  # E_1 (True) or E_2 (False), §3.5; toolbox useKnownToUnknown
 
 
 class _Problem:
@@ -213,10 +238,10 @@ def local_laplacian(
     crop_rows, crop_cols = np.mgrid[top:bottom, left:right]
     flat = (crop_rows * problem.width + crop_cols).ravel()
     inside = problem.position[flat] >= 0
-    unknown_part = laplacian[inside][:, inside]
+    rows = laplacian[inside]
     # pymatting orders its unknowns row by row like problem.unknown, so the crop's unknowns line up.
-    fixed = laplacian[inside][:, ~inside] @ problem.known_alpha[flat[~inside]]
-    return unknown_part.tocsr(), fixed
+    fixed = rows @ np.where(inside, 0.0, problem.known_alpha[flat])
+    return rows[:, inside].tocsr(), fixed
 
 
 def build_system(
@@ -225,7 +250,8 @@ def build_system(
     """The system A α_U = b of §3.5 over the unknown pixels, and the K-to-U estimate w^F (a start)."""
     problem = _Problem(image, trimap)
     mixing, mixing_fixed = color_mixture(problem, params)
-    matrix = (mixing.T @ mixing).tocsr()
+    # Mᵀ made CSR first: scipy's CSC @ CSR product took 3× as long (GT08/Trimap1: 3.1 s against 1.0 s).
+    matrix = (mixing.T.tocsr() @ mixing).tocsr()
     rhs = mixing.T @ mixing_fixed
     local, local_fixed = local_laplacian(image, trimap, problem, params.local_epsilon)
     matrix = matrix + params.local_weight * local
@@ -261,10 +287,13 @@ def _preconditioner(matrix: sp.csr_matrix, kind: Preconditioner) -> LinearOperat
 
         # A discard threshold of 1e-2 (pymatting's default is 1e-4) keeps the factor sparse: the color-mixture
         # term couples every pixel with its neighbours' neighbours, and the default fills in for minutes.
-        # ichol print()s a "PERFORMANCE WARNING" each time it retries with a larger diagonal shift; the
-        # retry is the fix, so the note is dropped.
+        # With that threshold the factorisation fails (a non-positive pivot) at pymatting's first shifts,
+        # 0 to 1e-2, on 17 of the 18 alphamatting-dev systems, and each failure costs up to the time of a
+        # whole factorisation (GT08/Trimap1: 11.0 s of set-up from shift 0, 2.2 s from 0.1); shift 0.1
+        # succeeded on all 18, with the same or fewer iterations.  ichol print()s a "PERFORMANCE WARNING"
+        # each time it retries with a larger shift; the retry is the fix, so the note is dropped.
         with contextlib.redirect_stdout(io.StringIO()):
-            factor = ichol(matrix.tocsc(), discard_threshold=ICHOL_DISCARD)
+            factor = ichol(matrix.tocsc(), discard_threshold=ICHOL_DISCARD, shifts=list(ICHOL_SHIFTS))
         return LinearOperator(matrix.shape, matvec=factor, dtype=np.float64)
     inverse = 1.0 / matrix.diagonal()
     return LinearOperator(matrix.shape, matvec=lambda x: inverse * x, dtype=np.float64)
