@@ -51,6 +51,7 @@ from mattekit.io import (
 )
 from mattekit.predictor import MattingInput, load_input, load_model, run_model
 from mattekit.threads import apply as apply_threads
+from mattekit.trimap import TrimMethod
 
 #: Name endings that mark a trimap of the image with the same stem (``photo_trimap.png``).
 TRIMAP_SUFFIXES = ("_trimap", "-trimap", ".trimap", "_tri", "-tri")
@@ -392,7 +393,7 @@ class ModelRecipe:
     kwargs: dict[str, object]
     tiling: TileOptions | None = None
     threads: int = 1
-    trim_trimap: bool = False
+    trim_trimap: bool | TrimMethod = False
 
     def __call__(self) -> Matter:
         model = load_model(self.model, **self.kwargs)

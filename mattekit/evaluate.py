@@ -60,7 +60,7 @@ from mattekit.metrics import (
 )
 from mattekit.models import MattingModel
 from mattekit.predictor import load_input, run_model
-from mattekit.trimap import BACKGROUND, FOREGROUND, UNKNOWN, read_trimap
+from mattekit.trimap import BACKGROUND, FOREGROUND, UNKNOWN, TrimMethod, read_trimap
 
 LAYOUTS = ("alphamatting", "comp1k", "plain")
 
@@ -465,7 +465,7 @@ def predict_and_score(
     on_row: Callable[[Row], None] | None = None,
     failures: list[str] | None = None,
     image_only: bool = False,
-    trim_trimap: bool = False,
+    trim_trimap: bool | TrimMethod = False,
 ) -> tuple[list[Row], str]:
     """Run ``model`` on every case and score the 8-bit matte ``mattekit predict`` would write for it.
 
@@ -562,7 +562,7 @@ def evaluate_model(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     on_row: Callable[[Row], None] | None = None,
     image_only: bool = False,
-    trim_trimap: bool = False,
+    trim_trimap: bool | TrimMethod = False,
 ) -> Report:
     """Predict every case of ``dataset`` (from :func:`find_cases`) with ``model`` and score the results;
     ``image_only`` and ``trim_trimap``: see :func:`predict_and_score`."""
@@ -576,7 +576,8 @@ def evaluate_model(
         "layout": dataset.layout,
         "model": model_name,
         "model input": "the image alone (no trimap)" if image_only else "the image and its trimap",
-        "trimming": "patch-based (mattekit.trimap.trim) before predicting" if trim_trimap else "none",
+        "trimming": (f"{'edges' if trim_trimap is True else trim_trimap} (mattekit.trimap.trim) before "
+                     "predicting" if trim_trimap else "none"),
         "seconds": "per image: decoding the input and predicting (scoring excluded)",
         "memory": f"per image: {memory}",
     }

@@ -29,7 +29,7 @@ from mattekit.models import DEFAULT_MODEL, create_model, get_model_info
 from mattekit.models.base import MattingModel, TrimapModel
 from mattekit.predictor import MattingInput, load_input, load_model, run_model
 from mattekit.segment import SalientSegmenter
-from mattekit.trimap import BACKGROUND, FOREGROUND, UNKNOWN, from_mask
+from mattekit.trimap import BACKGROUND, FOREGROUND, UNKNOWN, TrimMethod, from_mask
 
 FUSIONS = ("hard", "soft")
 #: The trimap "model" that needs no weights: erosion and dilation of the mask.
@@ -150,7 +150,7 @@ def matte(
     fusion: str = "hard",
     tiling: TileOptions | None = None,
     progress: Progress | None = None,
-    trim_trimap: bool = False,
+    trim_trimap: bool | TrimMethod = False,
 ) -> np.ndarray:
     """Alpha of one input: with its trimap as given, else through a trimap ``maker`` and ``fusion``
     (``trim_trimap``: see :func:`mattekit.predictor.run_model`)."""

@@ -16,7 +16,7 @@ from mattekit.engine import Progress, TileOptions, plan, run_tiled, run_whole
 from mattekit.errors import MattekitError
 from mattekit.io import DEFAULT_MAX_PIXELS, ImageLike, image_size, read_gray, read_image
 from mattekit.models import DEFAULT_MODEL, MattingModel, Requirements, create_model, get_model_info
-from mattekit.trimap import BACKGROUND, FOREGROUND, read_trimap, trim
+from mattekit.trimap import BACKGROUND, FOREGROUND, TrimMethod, read_trimap, trim
 
 
 @dataclass(frozen=True)
@@ -70,19 +70,21 @@ def run_model(
     data: MattingInput,
     tiling: TileOptions | None = None,
     progress: Progress | None = None,
-    trim_trimap: bool = False,
+    trim_trimap: bool | TrimMethod = False,
 ) -> np.ndarray:
     """A model's alpha for one input: in one pass (pad as it asks, infer, crop) or, when that does not fit
     the memory budget, in blended tiles (see :mod:`mattekit.engine`); then fix the known regions.
 
     ``trim_trimap`` first moves unknown pixels that are confidently foreground or background into the
-    known regions (:func:`mattekit.trimap.trim`, on the whole image before any tiling).
+    known regions (:func:`mattekit.trimap.trim`, on the whole image before any tiling): a method name
+    (``"edges"``, ``"patch"``), or True for the default method.
     """
     requirements = model.requirements
     if requirements.trimap and data.trimap is None:
         raise MattekitError("this model needs a trimap (--trimap)")
     if trim_trimap and data.trimap is not None:
-        data = replace(data, trimap=trim(data.image, data.trimap))
+        method = "edges" if trim_trimap is True else trim_trimap
+        data = replace(data, trimap=trim(data.image, data.trimap, method))
     height, width = data.image.shape[:2]
     how = plan(model, height, width, data.trimap, tiling or TileOptions())
     if how.grid is not None:
@@ -155,7 +157,7 @@ def predict(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     tiling: TileOptions | None = None,
     progress: Progress | None = None,
-    trim_trimap: bool = False,
+    trim_trimap: bool | TrimMethod = False,
     **model_kwargs: object,
 ) -> np.ndarray:
     """Alpha matte (H, W) float32 in [0, 1] of ``image``.

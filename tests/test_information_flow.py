@@ -26,7 +26,18 @@ from mattekit.models.information_flow import (
     solve,
 )
 from mattekit.predictor import MattingInput, load_input, run_model
-from mattekit.trimap import BACKGROUND, FOREGROUND, UNKNOWN, read_trimap, trim
+from mattekit.trimap import (
+    BACKGROUND,
+    EDGE_COLOR_FROM,
+    EDGE_COLOR_TO,
+    EDGE_STEPS,
+    FOREGROUND,
+    UNKNOWN,
+    read_trimap,
+    trim,
+    trim_edges,
+    trim_patches,
+)
 
 
 def _crop(dev_dir: Path, name: str, trimap_set: str = "Trimap1", size: int = 96):
@@ -152,7 +163,7 @@ def test_trim_only_moves_unknown_pixels_and_agrees_with_ground_truth(dev_dir: Pa
     trimap = read_trimap(dev_dir / "trimap_training_lowres" / "Trimap1" / "GT05.png")
     image, _ = read_image(dev_dir / "input_training_lowres" / "GT05.png")
     truth = read_alpha(dev_dir / "gt_training_lowres" / "GT05.png") / 255.0
-    trimmed = trim(image, trimap)
+    trimmed = trim_patches(image, trimap)
     assert np.array_equal(trimmed[trimap != UNKNOWN], trimap[trimap != UNKNOWN])
     moved = (trimap == UNKNOWN) & (trimmed != UNKNOWN)
     assert moved.sum() > 0.3 * (trimap == UNKNOWN).sum()
@@ -165,9 +176,57 @@ def test_trim_keeps_mixed_pixels_unknown() -> None:
     image[:, :10], image[:, 10:20], image[:, 20:] = [0.1, 0.1, 0.8], [0.5, 0.4, 0.45], [0.9, 0.7, 0.1]
     trimap = np.full((30, 30), UNKNOWN, np.uint8)
     trimap[:, :4], trimap[:, 26:] = BACKGROUND, FOREGROUND
-    trimmed = trim(image, trimap)
+    trimmed = trim_patches(image, trimap)
     assert np.all(trimmed[:, 4:9] == BACKGROUND) and np.all(trimmed[:, 21:26] == FOREGROUND)
     assert np.all(trimmed[:, 11:19] == UNKNOWN)
+
+
+def _edge_trim_by_definition(image: np.ndarray, trimap: np.ndarray) -> np.ndarray:
+    """Shahrian et al.'s expansion pixel by pixel: pass i gives each unknown pixel the label of the nearest
+    known pixel within its (2i+1)² window whose colour is closer than the pass's threshold."""
+    height, width = trimap.shape
+    result = trimap.copy()
+    for radius in range(1, EDGE_STEPS + 1):
+        limit = EDGE_COLOR_FROM - radius * (EDGE_COLOR_FROM - EDGE_COLOR_TO) / EDGE_STEPS
+        window = sorted(((dy, dx) for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1)),
+                        key=lambda offset: offset[0] ** 2 + offset[1] ** 2)
+        before = result.copy()
+        for y, x in zip(*np.nonzero(before == UNKNOWN), strict=True):
+            for dy, dx in window:
+                r, c = y + dy, x + dx
+                if 0 <= r < height and 0 <= c < width and before[r, c] != UNKNOWN and \
+                        np.sum((image[r, c] - image[y, x]) ** 2) < limit * limit:
+                    result[y, x] = before[r, c]
+                    break
+    return result
+
+
+def test_edge_trimming_follows_its_definition() -> None:
+    """The vectorised passes (outer ring only away from new labels) give the pixel-by-pixel answer."""
+    rng = np.random.default_rng(3)
+    blocks = rng.integers(0, 6, (8, 16))  # colours 0, 1 and 5 (close to 0) match the known ends, 2-4 do not
+    palette = np.array([[0.1, 0.2, 0.8], [0.9, 0.7, 0.1], [0.5, 0.45, 0.4], [0.3, 0.8, 0.3], [0.7, 0.2, 0.5],
+                        [0.12, 0.21, 0.79]])
+    image = palette[np.kron(blocks, np.ones((6, 6), int))].astype(np.float32)
+    image += rng.normal(0, 0.004, image.shape).astype(np.float32)
+    trimap = np.full(image.shape[:2], UNKNOWN, np.uint8)
+    trimap[:, :5], trimap[:, -5:] = BACKGROUND, FOREGROUND
+    trimap[:4, 20:24] = FOREGROUND
+    expected = _edge_trim_by_definition(image, trimap)
+    assert (expected != trimap).sum() > 100 and (expected == UNKNOWN).sum() > 100
+    assert np.array_equal(trim_edges(image, trimap), expected)
+
+
+def test_edge_trimming_agrees_with_ground_truth(dev_dir: Path) -> None:
+    """GT05/Trimap1 measured: 76.8 % of the unknown pixels labelled, with 0.9 % mean error."""
+    trimap = read_trimap(dev_dir / "trimap_training_lowres" / "Trimap1" / "GT05.png")
+    image, _ = read_image(dev_dir / "input_training_lowres" / "GT05.png")
+    truth = read_alpha(dev_dir / "gt_training_lowres" / "GT05.png") / 255.0
+    trimmed = trim(image, trimap, "edges")
+    assert np.array_equal(trimmed[trimap != UNKNOWN], trimap[trimap != UNKNOWN])
+    moved = (trimap == UNKNOWN) & (trimmed != UNKNOWN)
+    assert moved.sum() > 0.7 * (trimap == UNKNOWN).sum()
+    assert np.abs(trimmed[moved] / 255.0 - truth[moved]).mean() < 0.012
 
 
 def test_predict_cli_trim(tmp_path: Path, dev_dir: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -51,6 +52,13 @@ from mattekit.predictor import MattingInput, load_input, load_model
 from mattekit.segment import find_segmenter
 from mattekit.threads import apply as apply_threads
 from mattekit.threads import auto_threads
+
+
+class TrimChoice(str, Enum):
+    """The trimming methods of ``--trim-method`` (:data:`mattekit.trimap.TRIM_METHODS`)."""
+
+    edges = "edges"
+    patch = "patch"
 
 
 @app.command()
@@ -109,10 +117,14 @@ def predict(
     trim: Annotated[
         bool,
         typer.Option(
-            "--trim", help="Trim the trimap first: unknown pixels whose patch clearly matches only the "
-            "foreground or only the background become known (any model; see docs/trimap.md).",
+            "--trim", help="Trim the trimap first: unknown pixels that clearly belong to the foreground or "
+            "the background become known (any model; see docs/trimap.md).",
         ),
     ] = False,
+    trim_method: Annotated[
+        TrimChoice,
+        typer.Option(help="How --trim decides: edges (Shahrian et al. 2013) or patch (Aksoy et al. 2017)."),
+    ] = TrimChoice.edges,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print how each image would run (tiles, memory) and stop.")
     ] = False,
@@ -175,6 +187,7 @@ def predict(
     if trimap is not None and mask is not None:
         raise MattekitError("give --trimap or --mask, not both")
     check_fusion(fusion)
+    trim_step = trim_method.value if trim else False
     backdrop = None if background is None else load_background(background, max_pixels)
     options = OutputOptions(rgba=rgba, background=backdrop, bit_depth=bit_depth)
     tiling = TileOptions(tile=tile, tile_size=tile_size, overlap=overlap, batch=batch, max_memory=max_memory)
@@ -228,10 +241,10 @@ def predict(
                 progress.reset(tiles, visible=False)
 
         def matte_here(data: MattingInput) -> np.ndarray:
-            return matte(matting_model, data, maker, fusion, tiling, tile_progress, trim)
+            return matte(matting_model, data, maker, fusion, tiling, tile_progress, trim_step)
 
         recipe = ModelRecipe(
-            model, {"weights": weights, "device": device}, tiling, max(1, total_threads // workers), trim
+            model, {"weights": weights, "device": device}, tiling, max(1, total_threads // workers), trim_step
         )
         results = run_batch(
             jobs, recipe if workers > 1 else matte_here, options,

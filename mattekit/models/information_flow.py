@@ -80,7 +80,7 @@ from mattekit.errors import MattekitError
 from mattekit.jit import import_pymatting
 from mattekit.models.base import MattingModel, Requirements
 from mattekit.models.classical import degenerate_alpha
-from mattekit.trimap import BACKGROUND, FOREGROUND, UNKNOWN
+from mattekit.trimap import BACKGROUND, FOREGROUND, UNKNOWN, trim_edges
 
 Preconditioner = Literal["ichol", "jacobi"]
 
@@ -316,15 +316,25 @@ def information_flow_alpha(
 
 
 class InformationFlowMatting(MattingModel):
-    """Information-flow matting applied image by image (a sparse solve per image, not a batched network)."""
+    """Information-flow matting applied image by image (a sparse solve per image, not a batched network).
+
+    ``trim_edges`` (on by default, by measurement) first trims each trimap with the known-unknown-edge
+    trimming of Shahrian et al. (:func:`mattekit.trimap.trim_edges`), as the authors' toolbox does inside
+    its information-flow matting: on alphamatting-dev it lowers the mean SAD from 5.03 to 4.40
+    (docs/benchmarks.md).
+    """
 
     requirements = Requirements(trimap=True)
 
     def __init__(
-        self, params: FlowParameters | None = None, preconditioner: Preconditioner = "ichol"
+        self,
+        params: FlowParameters | None = None,
+        preconditioner: Preconditioner = "ichol",
+        trim_edges: bool = True,
     ) -> None:
         self.params = params or FlowParameters()
         self.preconditioner = preconditioner
+        self.trim_edges = trim_edges
 
     def bytes_per_pixel(self, unknown: float = 1.0) -> float:
         """Peak memory growth of one solve per image pixel, measured (``benchmarks/information_flow.py
@@ -336,6 +346,8 @@ class InformationFlowMatting(MattingModel):
     def infer(self, images: np.ndarray, trimaps: np.ndarray | None) -> np.ndarray:
         if trimaps is None:
             raise MattekitError("this solver needs a trimap (--trimap)")
+        if self.trim_edges:
+            trimaps = np.stack([trim_edges(i, t) for i, t in zip(images, trimaps, strict=True)])
         pairs = zip(images, trimaps, strict=True)
         return np.stack([information_flow_alpha(i, t, self.params, self.preconditioner) for i, t in pairs])
 
