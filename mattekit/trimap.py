@@ -311,7 +311,8 @@ def trim_edges(image: np.ndarray, trimap: np.ndarray, steps: int = EDGE_STEPS) -
     reads the trimap the previous one left, so the known regions grow by at most i pixels per pass and
     only into colours continuous with them.  Known pixels never change.
     """
-    import cv2  # here, not at the top: predict without --trim never needs OpenCV (mattekit.io)
+    # scipy, not OpenCV: information-flow trims its edges on every predict, which stays without cv2
+    from scipy.ndimage import maximum_filter
 
     height, width = trimap.shape
     colors = image.reshape(-1, 3).astype(np.float32)
@@ -322,13 +323,13 @@ def trim_edges(image: np.ndarray, trimap: np.ndarray, steps: int = EDGE_STEPS) -
         window = [(dy, dx) for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1)]
         window.sort(key=lambda offset: offset[0] ** 2 + offset[1] ** 2)
         ring = [offset for offset in window if max(abs(offset[0]), abs(offset[1])) == radius]
-        known = (flat != UNKNOWN).reshape(height, width).astype(np.uint8)
-        near = cv2.dilate(known, np.ones((2 * radius + 1,) * 2, np.uint8)).ravel().astype(bool)
+        known = (flat != UNKNOWN).reshape(height, width)
+        near = maximum_filter(known, size=2 * radius + 1, mode="constant").ravel()
         # The last pass found no known pixel of close enough colour within radius - 1 of a pixel still
         # unknown, and thresholds only fall: inside that radius only pixels labelled since can match, so
         # pixels away from those need the window's outer ring alone (the same answer, a third of the work).
-        inner = np.ones((2 * radius - 1,) * 2, np.uint8)
-        near_fresh = cv2.dilate(fresh.reshape(height, width).astype(np.uint8), inner).ravel().astype(bool)
+        inner = 2 * radius - 1
+        near_fresh = maximum_filter(fresh.reshape(height, width), size=inner, mode="constant").ravel()
         candidates = near & (flat == UNKNOWN)
         result = flat.copy()
         for pixels, offsets in ((np.flatnonzero(candidates & near_fresh), window[1:]),
