@@ -314,15 +314,19 @@ def trim_edges(image: np.ndarray, trimap: np.ndarray, steps: int = EDGE_STEPS) -
     # scipy, not OpenCV: information-flow trims its edges on every predict, which stays without cv2
     from scipy.ndimage import maximum_filter
 
-    height, width = trimap.shape
-    colors = image.reshape(-1, 3).astype(np.float32)
-    flat = trimap.ravel().copy()
+    # Work on copies padded by ``steps`` unknown pixels: no window leaves them, so no bounds checks.
+    height, width = trimap.shape[0] + 2 * steps, trimap.shape[1] + 2 * steps
+    padded = np.pad(trimap, steps, constant_values=UNKNOWN)
+    colors = np.pad(image.astype(np.float32), ((steps, steps), (steps, steps), (0, 0))).reshape(-1, 3)
+    flat = padded.ravel()
+    original = np.pad(np.ones(trimap.shape, bool), steps).ravel()  # the padding is never labelled
     fresh = flat != UNKNOWN  # known pixels a pass has not looked at yet with its threshold
     for radius in range(1, steps + 1):
         threshold = EDGE_COLOR_FROM - radius * (EDGE_COLOR_FROM - EDGE_COLOR_TO) / steps
         window = [(dy, dx) for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1)]
         window.sort(key=lambda offset: offset[0] ** 2 + offset[1] ** 2)
-        ring = [offset for offset in window if max(abs(offset[0]), abs(offset[1])) == radius]
+        whole = [dy * width + dx for dy, dx in window[1:]]  # the first is the pixel itself
+        ring = [dy * width + dx for dy, dx in window if max(abs(dy), abs(dx)) == radius]
         known = (flat != UNKNOWN).reshape(height, width)
         near = maximum_filter(known, size=2 * radius + 1, mode="constant").ravel()
         # The last pass found no known pixel of close enough colour within radius - 1 of a pixel still
@@ -330,39 +334,35 @@ def trim_edges(image: np.ndarray, trimap: np.ndarray, steps: int = EDGE_STEPS) -
         # pixels away from those need the window's outer ring alone (the same answer, a third of the work).
         inner = 2 * radius - 1
         near_fresh = maximum_filter(fresh.reshape(height, width), size=inner, mode="constant").ravel()
-        candidates = near & (flat == UNKNOWN)
+        candidates = near & (flat == UNKNOWN) & original
         result = flat.copy()
-        for pixels, offsets in ((np.flatnonzero(candidates & near_fresh), window[1:]),
+        for pixels, offsets in ((np.flatnonzero(candidates & near_fresh), whole),
                                 (np.flatnonzero(candidates & ~near_fresh), ring)):
-            labels = _nearest_close_label(flat, colors, pixels, offsets, height, width, threshold)
-            result[pixels] = labels
-        fresh = (result != flat)
+            result[pixels] = _nearest_close_label(flat, colors, pixels, offsets, threshold)
+        fresh = result != flat
         flat = result
-    return flat.reshape(height, width)
+    return flat.reshape(height, width)[steps:-steps, steps:-steps].copy()
 
 
 def _nearest_close_label(
-    flat: np.ndarray, colors: np.ndarray, pixels: np.ndarray, offsets: list[tuple[int, int]],
-    height: int, width: int, threshold: float,
+    flat: np.ndarray, colors: np.ndarray, pixels: np.ndarray, offsets: list[int], threshold: float
 ) -> np.ndarray:
-    """For each of ``pixels`` (flat indices), the label of the first offset (in the order given) that lands
-    on a known pixel whose colour is closer than ``threshold``; ``UNKNOWN`` where none does."""
+    """For each of ``pixels`` (flat indices), the label of the first offset (flat, in the order given) that
+    lands on a known pixel whose colour is closer than ``threshold``; ``UNKNOWN`` where none does."""
     labels = np.full(pixels.size, UNKNOWN, dtype=flat.dtype)
     todo = np.arange(pixels.size)
-    rows, cols = np.divmod(pixels, width)
     own = colors[pixels]
     limit = threshold * threshold
-    for dy, dx in offsets:
+    for offset in offsets:
         if todo.size == 0:
             break
-        r, c = rows + dy, cols + dx
-        inside = (r >= 0) & (r < height) & (c >= 0) & (c < width)
-        other = np.where(inside, r * width + c, 0)
+        other = pixels + offset
         difference = colors[other] - own
-        hit = inside & (flat[other] != UNKNOWN) & (np.einsum("ij,ij->i", difference, difference) < limit)
-        labels[todo[hit]] = flat[other[hit]]
+        label = flat[other]
+        hit = (label != UNKNOWN) & (np.einsum("ij,ij->i", difference, difference) < limit)
+        labels[todo[hit]] = label[hit]
         keep = ~hit
-        todo, rows, cols, own = todo[keep], rows[keep], cols[keep], own[keep]
+        todo, pixels, own = todo[keep], pixels[keep], own[keep]
     return labels
 
 
