@@ -238,10 +238,13 @@ def test_predict_cli_trim(tmp_path: Path, dev_dir: Path) -> None:
     args = ["predict", str(tmp_path / "in.png"), "-t", str(tmp_path / "in_trimap.png"), "-m", "closed-form"]
     assert main([*args, "-o", str(tmp_path / "plain.png")]) == 0
     assert main([*args, "--trim", "-o", str(tmp_path / "trimmed.png")]) == 0
-    plain, trimmed = read_gray(tmp_path / "plain.png"), read_gray(tmp_path / "trimmed.png")
-    moved = (trimap == UNKNOWN) & (trim(image, trimap) != UNKNOWN)
-    assert moved.any() and np.all(np.isin(trimmed[moved], (0.0, 1.0)))
-    assert not np.array_equal(plain, trimmed)
+    plain = read_gray(tmp_path / "plain.png")
+    assert main([*args, "--trim", "--trim-method", "patch", "-o", str(tmp_path / "patch.png")]) == 0
+    for method, output in (("edges", "trimmed.png"), ("patch", "patch.png")):  # edges: --trim's default
+        trimmed = read_gray(tmp_path / output)
+        moved = (trimap == UNKNOWN) & (trim(image, trimap, method) != UNKNOWN)
+        assert moved.any() and np.all(np.isin(trimmed[moved], (0.0, 1.0)))
+        assert not np.array_equal(plain, trimmed)
 
 
 def test_tiled_stays_close_to_whole_image(dev_dir: Path) -> None:
