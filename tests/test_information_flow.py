@@ -20,6 +20,7 @@ from mattekit.models import create_model
 from mattekit.models.information_flow import (
     LLE_CONDITIONING,
     FlowParameters,
+    InformationFlowMatting,
     build_system,
     information_flow_alpha,
     lle_weights,
@@ -227,6 +228,22 @@ def test_edge_trimming_agrees_with_ground_truth(dev_dir: Path) -> None:
     moved = (trimap == UNKNOWN) & (trimmed != UNKNOWN)
     assert moved.sum() > 0.7 * (trimap == UNKNOWN).sum()
     assert np.abs(trimmed[moved] / 255.0 - truth[moved]).mean() < 0.012
+
+
+def test_edge_hints_steer_the_known_to_unknown_estimate(dev_dir: Path) -> None:
+    """With ``hints`` the labelled pixels stay unknown but their K-to-U estimate is their label; the
+    ``edge_hints`` model then sets them to it."""
+    image, trimap, _ = _crop(dev_dir, "GT05", size=64)
+    hints = trim_edges(image, trimap)
+    hinted = (trimap == UNKNOWN) & (hints != UNKNOWN)
+    assert hinted.any()
+    plain = build_system(image, trimap, FlowParameters())
+    matrix, _, estimate = build_system(image, trimap, FlowParameters(), hints)
+    assert matrix.shape == plain[0].shape  # the same unknowns
+    order = hints[trimap == UNKNOWN]
+    assert np.array_equal(estimate[order != UNKNOWN], (order[order != UNKNOWN] == FOREGROUND).astype(float))
+    alpha = InformationFlowMatting(edge_hints=True).infer(image[None], trimap[None])[0]
+    assert np.array_equal(alpha[hinted], (hints[hinted] == FOREGROUND).astype(np.float32))
 
 
 def test_predict_cli_trim(tmp_path: Path, dev_dir: Path) -> None:
