@@ -54,9 +54,9 @@ differences could be checked against the papers' equations:
   divided by 100, which its comments say comes from KNN matting's public code, not from this paper.
 - The K-to-U flow is computed on the trimap as given.  The toolbox computes it on a patch-trimmed trimap
   and sets w^F to 0 or 1 with confidence 1 where its known-unknown-edge trimming (Shahrian et al. 2013)
-  labels a pixel, and chooses E_1 or E_2 automatically with a colour-histogram test; mattekit's trimming
-  steps are separate pre-steps instead (``mattekit.trimap``), whose effect on every model is measured in
-  docs/benchmarks.md.
+  labels a pixel, and chooses E_1 or E_2 automatically with a colour-histogram test.  mattekit trims the
+  edges before the solve and makes the labelled pixels known (``InformationFlowMatting``); its
+  ``edge_hints=True`` uses them as the toolbox does instead (measured in docs/benchmarks.md).
 - The matting Laplacian's ε is 1e-6 (Levin et al.'s default is 1e-7); not tuned.
 - A tiny pull (1e-6) towards the K-to-U estimate keeps the system positive definite when an unknown
   component reaches no known pixel through any flow.
