@@ -3,6 +3,7 @@
     python benchmarks/information_flow.py solvers GT04 Trimap1     # preconditioners on one system
     python benchmarks/information_flow.py memory GT01 Trimap1      # peak memory growth, IFM vs closed-form
     python benchmarks/information_flow.py speed                    # seconds, IFM vs closed-form, 18 cases
+    python benchmarks/information_flow.py speed hints              # the same for the edge-hints variant
 
 ``solvers`` builds the system of one alphamatting-dev case once, then solves it with conjugate gradient
 under each preconditioner (pymatting's thresholded incomplete Cholesky at two discard thresholds, pyamg's
@@ -115,12 +116,19 @@ def memory(name: str, trimap_set: str) -> None:
         subprocess.run([sys.executable, __file__, "_one", model_name, name, trimap_set], check=True)
 
 
-def speed() -> None:
+def speed(variant: str = "") -> None:
+    """Closed-form, the registered information flow and the solver alone; ``speed hints``: closed-form and
+    the edge-hints variant instead (its scores go to stdout too)."""
+    from mattekit.evaluate import read_alpha
+    from mattekit.metrics import score
     from mattekit.models.information_flow import InformationFlowMatting
     from mattekit.predictor import load_model
 
     models = {name: load_model(name) for name in ("closed-form", "information-flow")}
     models["untrimmed"] = InformationFlowMatting(trim_edges=False)
+    if variant == "hints":  # same columns: "information-flow" is the variant, "untrimmed" not run
+        models = {"closed-form": models["closed-form"],
+                  "information-flow": InformationFlowMatting(edge_hints=True)}
     warm_image, warm_trimap = _case("GT01", "Trimap1")
     for model in models.values():  # imports and compiled code are not part of the timing
         model.infer(warm_image[None, :64, :64], warm_trimap[None, :64, :64])
@@ -134,9 +142,14 @@ def speed() -> None:
             seconds = {}
             for name, model in models.items():
                 begin = time.perf_counter()
-                model.infer(image[None], trimap[None])
+                alpha = model.infer(image[None], trimap[None])[0]
                 seconds[name] = time.perf_counter() - begin
                 totals[name] += seconds[name]
+                if variant and name == "information-flow":
+                    truth = read_alpha(DATA / "gt_training_lowres" / f"GT{index:02d}.png")
+                    print(f"score {trimap_set}/GT{index:02d} sad {score(alpha, truth, trimap).sad:.4f}")
+            seconds.setdefault("untrimmed", float("nan"))
+            totals.setdefault("untrimmed", float("nan"))
             for name, values in ratios.items():
                 values.append(seconds[name] / seconds["closed-form"])
             row = [seconds["closed-form"], seconds["information-flow"], ratios["information-flow"][-1],
