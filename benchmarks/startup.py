@@ -103,10 +103,12 @@ def measure(command: list[str]) -> tuple[float, float, float]:
     return float(seconds), float(cpu), int(peak_kb) / 1024
 
 
-def compare(commands: dict[str, list[str]], repeats: int) -> dict[str, tuple[float, ...]]:
-    """Median wall s, CPU s and peak MB of each command, run in turn ``repeats`` times after a warm-up."""
-    for command in commands.values():
-        measure(command)
+def compare(commands: dict[str, list[str]], repeats: int, warmups: int = 1) -> dict[str, tuple[float, ...]]:
+    """Median wall s, CPU s and peak MB of each command, run in turn ``repeats`` times after ``warmups``
+    runs of each (0 when an earlier row has already warmed numba's cache and the files)."""
+    for _ in range(warmups):
+        for command in commands.values():
+            measure(command)
     runs: dict[str, list[tuple[float, float, float]]] = {name: [] for name in commands}
     for _ in range(repeats):
         for name, command in commands.items():
@@ -122,6 +124,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=MODELS, choices=MODELS)
     parser.add_argument("--sizes", nargs="+", default=["small", "2mp"], choices=["small", "2mp"])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--warmups", type=int, default=1, help="unmeasured runs of each command first")
     args = parser.parse_args()
 
     python = sys.executable
@@ -131,7 +134,7 @@ def main() -> None:
     compileall.compile_dir(ROOT / "mattekit", quiet=1)
     print(f"{platform.processor() or platform.machine()}, {len(os.sched_getaffinity(0))} usable cores, "
           f"Python {platform.python_version()}; load average {os.getloadavg()[0]:.1f} at the start; "
-          f"medians of {args.repeats} runs after a warm-up\n")
+          f"medians of {args.repeats} runs after {args.warmups} warm-up run(s) of each\n")
     print("| what | photo | mattekit s | plain s | wall ratio | mattekit CPU s | plain CPU s | CPU ratio | "
           "mattekit MB | plain MB | memory ratio |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -149,7 +152,7 @@ def main() -> None:
                 script = PLAIN.format(solver=SOLVERS[model]) if model in SOLVERS else PLAIN_API
                 plain = [python, "-c", script, str(image), str(trimap), str(folder / "plain.png")]
                 _row(f"predict --model {model}", size, compare({"mattekit": mattekit, "plain": plain},
-                                                              args.repeats))
+                                                              args.repeats, args.warmups))
     print(f"\nload average {os.getloadavg()[0]:.1f} at the end")
 
 
