@@ -3,9 +3,9 @@
     python benchmarks/batch_jobs.py [--data ../shared/data/alphamatting-test] [--jobs 1 2] [--rounds 2]
 
 Runs the whole command (start-up included) on the alphamatting.com test images (8 photos, about 800x600)
-with their ``Trimap1``, with the default model, into a fresh output folder each time; the job counts
-alternate (``--rounds``) so that a change of machine load hits all alike.  Prints a markdown table of the
-median wall seconds and images per second, with the load average.
+with their ``Trimap1``, with mattekit's default model unless ``--model`` is given, into a fresh output
+folder each time; the job counts alternate (``--rounds``) so that a change of machine load hits all alike.
+Prints a markdown table of the median wall seconds and images per second, with the load average.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from mattekit.models import DEFAULT_MODEL
+
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "alphamatting-test"
 
 
@@ -27,7 +29,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--jobs", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--model", default="shared-sampling")
+    parser.add_argument("--model", default=DEFAULT_MODEL)
     args = parser.parse_args()
 
     images, trimaps = args.data / "input_lowres", args.data / "trimap_lowres" / "Trimap1"

@@ -11,15 +11,19 @@ peak (the kernel records the parent's pages the child held until exec).
 The table (markdown, medians) goes to stdout with the ratios mattekit / plain; the targets are wall
 <= 1.1x and peak memory <= 1.2x.
 
-The plain script is what a pymatting user writes: ``load_image`` (PIL), the solver, ``save_image``.  The
-photos: ``docs/images/chelsea.png`` (451x300, its trimap beside it) and alphamatting.com's GT04 (from
-``shared/data/alphamatting-dev``) upscaled to about 2 megapixels (cubic for the photo, nearest for its
-Trimap1), written to a temporary folder.  ``python -c "import mattekit"`` is timed the same way.
+The plain script is what a pymatting user writes: ``load_image`` (PIL), the solver, ``save_image``; for
+information-flow, which pymatting lacks, the same script calls mattekit's solver through the Python API
+(so its row is the cost of the CLI alone).  mattekit's bytecode is compiled first, as pip compiles it at
+install time (see main).  The photos: ``docs/images/chelsea.png`` (451x300, its trimap beside it) and
+alphamatting.com's GT04 (from ``shared/data/alphamatting-dev``) upscaled to about 2 megapixels (cubic for
+the photo, nearest for its Trimap1), written to a temporary folder.  ``python -c "import mattekit"`` is
+timed the same way.
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import platform
 import statistics
@@ -32,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MATTEKIT_SHARED", ROOT.parent / "shared"))
 DEV = SHARED / "data" / "alphamatting-dev"
 
-#: pymatting's function for each weight-free model of the registry (mattekit.models.classical).
+#: pymatting's function for each pymatting solver of the registry (mattekit.models.classical).
 SOLVERS = {
     "closed-form": "estimate_alpha_cf",
     "knn": "estimate_alpha_knn",
@@ -48,6 +52,16 @@ from pymatting import load_image, save_image, {solver}
 image, trimap = load_image(sys.argv[1], "RGB"), load_image(sys.argv[2], "GRAY")
 save_image(sys.argv[3], {solver}(image, trimap))
 """
+
+#: Information-flow is mattekit's own solver: its plain script calls it through the Python API.
+PLAIN_API = """
+import sys
+from pymatting import load_image, save_image
+from mattekit.models.information_flow import information_flow_alpha
+from mattekit.trimap import read_trimap
+save_image(sys.argv[3], information_flow_alpha(load_image(sys.argv[1], "RGB"), read_trimap(sys.argv[2])))
+"""
+MODELS = [*SOLVERS, "information-flow"]
 
 
 #: Runs argv[1:] as a child and prints its wall seconds, CPU seconds and peak resident KB.
@@ -89,10 +103,12 @@ def measure(command: list[str]) -> tuple[float, float, float]:
     return float(seconds), float(cpu), int(peak_kb) / 1024
 
 
-def compare(commands: dict[str, list[str]], repeats: int) -> dict[str, tuple[float, ...]]:
-    """Median wall s, CPU s and peak MB of each command, run in turn ``repeats`` times after a warm-up."""
-    for command in commands.values():
-        measure(command)
+def compare(commands: dict[str, list[str]], repeats: int, warmups: int = 1) -> dict[str, tuple[float, ...]]:
+    """Median wall s, CPU s and peak MB of each command, run in turn ``repeats`` times after ``warmups``
+    runs of each (0 when an earlier row has already warmed numba's cache and the files)."""
+    for _ in range(warmups):
+        for command in commands.values():
+            measure(command)
     runs: dict[str, list[tuple[float, float, float]]] = {name: [] for name in commands}
     for _ in range(repeats):
         for name, command in commands.items():
@@ -105,15 +121,20 @@ def compare(commands: dict[str, list[str]], repeats: int) -> dict[str, tuple[flo
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=list(SOLVERS), choices=list(SOLVERS))
+    parser.add_argument("--models", nargs="+", default=MODELS, choices=MODELS)
     parser.add_argument("--sizes", nargs="+", default=["small", "2mp"], choices=["small", "2mp"])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--warmups", type=int, default=1, help="unmeasured runs of each command first")
     args = parser.parse_args()
 
     python = sys.executable
+    # As installed: pip compiles a package's bytecode when it installs it, and PYTHONDONTWRITEBYTECODE
+    # (set on some machines) would otherwise make every mattekit run recompile its modules from source,
+    # while pymatting's and typer's bytecode sits compiled in site-packages.
+    compileall.compile_dir(ROOT / "mattekit", quiet=1)
     print(f"{platform.processor() or platform.machine()}, {len(os.sched_getaffinity(0))} usable cores, "
           f"Python {platform.python_version()}; load average {os.getloadavg()[0]:.1f} at the start; "
-          f"medians of {args.repeats} runs after a warm-up\n")
+          f"medians of {args.repeats} runs after {args.warmups} warm-up run(s) of each\n")
     print("| what | photo | mattekit s | plain s | wall ratio | mattekit CPU s | plain CPU s | CPU ratio | "
           "mattekit MB | plain MB | memory ratio |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -128,10 +149,10 @@ def main() -> None:
             for model in args.models:
                 mattekit = [python, "-m", "mattekit", "predict", str(image), "--trimap", str(trimap),
                             "--model", model, "-o", str(folder / "mattekit.png")]
-                plain = [python, "-c", PLAIN.format(solver=SOLVERS[model]), str(image), str(trimap),
-                         str(folder / "plain.png")]
+                script = PLAIN.format(solver=SOLVERS[model]) if model in SOLVERS else PLAIN_API
+                plain = [python, "-c", script, str(image), str(trimap), str(folder / "plain.png")]
                 _row(f"predict --model {model}", size, compare({"mattekit": mattekit, "plain": plain},
-                                                              args.repeats))
+                                                              args.repeats, args.warmups))
     print(f"\nload average {os.getloadavg()[0]:.1f} at the end")
 
 

@@ -23,7 +23,7 @@ _PROBE = """
 import sys
 from mattekit.cli import main
 status = main(sys.argv[1:])
-heavy = sorted(m for m in ("torch", "pymatting", "cv2") if m in sys.modules)
+heavy = sorted(m for m in ("torch", "pymatting", "cv2", "mattekit.zoo", "rich") if m in sys.modules)
 print("imported:", " ".join(heavy), file=sys.stderr)
 sys.exit(status)
 """
@@ -67,6 +67,10 @@ def test_commands_without_networks_never_import_torch(
     # load OpenCV (40 MB, see mattekit.io): each command imports its own module only (mattekit.cli)
     assert ("pymatting" in imported) == (command[0] == "predict")
     assert ("cv2" in imported) == (command[0] in ("--help", "eval"))
+    # a weight-free model by its registry name needs no catalogue (models.toml parsed, the user's read)
+    assert ("mattekit.zoo" in imported) == (command[0] in ("--help", "models"))
+    # rich draws bars and tables; predict writing to a pipe (as here) draws nothing and needs none of it
+    assert ("rich" in imported) == (command[0] != "predict")
 
 
 def test_kernel_cache_is_found_where_numba_keeps_it(tmp_path: Path) -> None:
