@@ -3,9 +3,11 @@
 Oversubscribing a busy CPU is far worse than using fewer threads: on two cores already loaded by other
 work, two torch threads slowed a tiled 6000x6000 GCA run from 61 s to 262-324 s while one thread held
 80 s (docs/benchmarks.md).  So the default is the usable cores (the process's CPU affinity, capped by a
-cgroup CPU quota as containers set) less the ones the 1-minute load average says are busy, and at least
-one; ``--threads N`` overrides it.  The CLI applies it; the Python API leaves the libraries' own settings
-alone unless :func:`apply` is called.
+cgroup CPU quota as containers set) less the ones busy now, and at least one; ``--threads N`` overrides
+it.  "Busy" is the smaller of the 1-minute load average and the other tasks runnable at this instant: the
+average alone lags by a minute, so a run started right after another (a script calling the CLI per file)
+would count its predecessor's finished work and take one thread on an idle machine.  The CLI applies
+it; the Python API leaves the libraries' own settings alone unless :func:`apply` is called.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from pathlib import Path
 
 #: cgroup v2 CPU limit of this process's container: "<quota> <period>" or "max <period>".
 _CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+#: Linux load figures: "<1 min> <5 min> <15 min> <runnable now>/<tasks> <last pid>".
+_LOADAVG = Path("/proc/loadavg")
 
 
 def usable_cores() -> int:
@@ -31,11 +35,20 @@ def usable_cores() -> int:
     return max(1, cores)
 
 
+def busy_cores() -> float:
+    """Cores other work keeps busy: the 1-minute load average, unless fewer other tasks are runnable now."""
+    try:
+        fields = _LOADAVG.read_text().split()
+        average, runnable_now = float(fields[0]), int(fields[3].split("/")[0])
+    except (OSError, ValueError, IndexError):
+        return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0  # not Linux
+    return min(average, runnable_now - 1)  # the reading task itself is one of the runnable ones
+
+
 def auto_threads(cores: int | None = None, load: float | None = None) -> int:
-    """The usable cores less those busy now (the 1-minute load average, rounded), at least one."""
+    """The usable cores less those busy now (``load``, default :func:`busy_cores`, rounded), at least one."""
     cores = usable_cores() if cores is None else cores
-    if load is None:
-        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    load = busy_cores() if load is None else load
     return max(1, min(cores, round(cores - load)))
 
 

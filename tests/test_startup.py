@@ -113,6 +113,14 @@ def test_thread_policy_leaves_busy_cores_alone(monkeypatch: pytest.MonkeyPatch, 
     assert threads.usable_cores() == min(2, len(os.sched_getaffinity(0)))
     quota.write_text("max 100000\n")
     assert threads.usable_cores() == len(os.sched_getaffinity(0))
+    loadavg = tmp_path / "loadavg"
+    monkeypatch.setattr(threads, "_LOADAVG", loadavg)
+    loadavg.write_text("1.02 0.61 0.30 1/140 2301\n")  # the previous run just ended: only we run now
+    assert threads.busy_cores() == 0
+    loadavg.write_text("0.40 0.61 0.30 5/140 2301\n")  # a burst just started: the average is the steadier
+    assert threads.busy_cores() == 0.4
+    loadavg.write_text("9.50 8.00 7.00 12/140 2301\n")
+    assert threads.busy_cores() == 9.5
 
 
 @pytest.mark.parametrize("count", [1, 2])  # 1 differs from the default on an idle machine, 2 on a busy one
