@@ -160,22 +160,17 @@ def overfit(args: argparse.Namespace) -> None:
                   flush=True)
 
 
-def _mattekit_samples(train_dir: Path, crop: int, count: int) -> float:
+def _mattekit_dataset(train_dir: Path, crop: int):  # noqa: ANN202  (a TrainingSet)
     from mattekit.train import load_recipe
     from mattekit.train.data import TrainingSet, find_source
     from mattekit.train.task import get_task
 
     recipe = load_recipe("gca", [f"crop_size={crop}"])
-    dataset = TrainingSet(find_source(train_dir, recipe.data), recipe, get_task("gca")(recipe))
-    dataset[(0, 0)]  # warm up (imports, OpenCV kernels)
-    begin = time.perf_counter()
-    for index in range(count):
-        dataset[(index // len(dataset), index % len(dataset))]
-    return count / (time.perf_counter() - begin)
+    return TrainingSet(find_source(train_dir, recipe.data), recipe, get_task("gca")(recipe))
 
 
-def _official_samples(official: Path, train_dir: Path, crop: int, count: int) -> float:
-    """The official ``DataGenerator`` on the same files, at the same crop, in this process.
+def _official_dataset(official: Path, train_dir: Path, crop: int):  # noqa: ANN202  (a DataGenerator)
+    """The official ``DataGenerator`` on the same files, at the same crop.
 
     ``official`` is a scratch copy of Yaoyi-Li/GCA-Matting (never this repository) with its pure-Python
     requirements installed beside it: ``pip install --target OFFICIAL/_deps --no-deps easydict tensorboardX
@@ -208,23 +203,75 @@ def _official_samples(official: Path, train_dir: Path, crop: int, count: int) ->
     CONFIG.data.crop_size = crop
     files = ImageFileTrain(str(train_dir / "alpha"), str(train_dir / "fg"), str(train_dir / "bg"),
                            alpha_ext=".png", fg_ext=".png", bg_ext=".png")
-    generator = DataGenerator(files, phase="train")
-    generator[0]
-    begin = time.perf_counter()
-    for index in range(count):
-        generator[index % len(generator)]
-    return count / (time.perf_counter() - begin)
+    return DataGenerator(files, phase="train")
+
+
+def _in_process(datasets: dict, count: int, rounds: int) -> dict[str, float]:
+    """Samples/s of each dataset's ``__getitem__`` in this process, interleaved in ``rounds`` chunks so
+    that a change of load hits both alike."""
+    keys = {"mattekit": lambda i, n: (i // n, i % n), "official": lambda i, n: i % n}
+    seconds = dict.fromkeys(datasets, 0.0)
+    for name, dataset in datasets.items():  # warm up: imports, OpenCV kernels, the allocator
+        dataset[keys[name](0, len(dataset))]
+    for round_ in range(rounds):
+        for name, dataset in datasets.items():
+            begin = time.perf_counter()
+            for index in range(round_ * count, (round_ + 1) * count):
+                dataset[keys[name](index, len(dataset))]
+            seconds[name] += time.perf_counter() - begin
+    return {name: rounds * count / value for name, value in seconds.items()}
+
+
+def _through_loaders(datasets: dict, batches: int, batch: int, workers: int, rounds: int) -> dict[str, float]:
+    """Samples/s through a DataLoader with ``workers`` processes, each set up as its own trainer sets it up
+    (mattekit: ``StreamSampler``, ``seed_worker``, serial OpenCV; official ``main.py``: a shuffling sampler,
+    default workers), the clock started once the first two batches are out; loaders alternate per round."""
+    import torch
+    from torch.utils.data import DataLoader, RandomSampler
+
+    from mattekit.train.data import StreamSampler, seed_worker, serial_opencv
+
+    serial_opencv()
+
+    def loader(name: str, dataset) -> DataLoader:  # noqa: ANN001
+        if name == "mattekit":
+            return DataLoader(dataset, batch_size=batch, sampler=StreamSampler(len(dataset), 0),
+                              num_workers=workers, worker_init_fn=seed_worker)
+        return DataLoader(dataset, batch_size=batch, sampler=RandomSampler(dataset, True, 10**9),
+                          num_workers=workers, drop_last=True)
+
+    seconds = dict.fromkeys(datasets, 0.0)
+    torch.manual_seed(0)
+    for _ in range(rounds):
+        for name, dataset in datasets.items():
+            stream = iter(loader(name, dataset))
+            next(stream), next(stream)
+            begin = time.perf_counter()
+            for _ in range(batches):
+                next(stream)
+            seconds[name] += time.perf_counter() - begin
+            del stream
+    return {name: rounds * batches * batch / value for name, value in seconds.items()}
 
 
 def data_speed(args: argparse.Namespace) -> None:
-    """Samples/s of the data chain at the GCA recipe, one process: mattekit and, side by side in the same
-    run, the official generator on the same files."""
+    """Samples/s of the data chain at the GCA recipe: mattekit and, side by side in the same run, the
+    official generator on the same files -- in this process, and through DataLoader workers."""
     train_dir, _ = build_data(args.work)
-    ours = _mattekit_samples(train_dir, args.crop, args.samples)
-    print(f"mattekit data chain: {ours:.1f} samples/s (crop {args.crop}); load {load()}", flush=True)
+    datasets = {"mattekit": _mattekit_dataset(train_dir, args.crop)}
     if args.official is not None:
-        theirs = _official_samples(args.official, train_dir, args.crop, args.samples)
-        print(f"official DataGenerator: {theirs:.1f} samples/s; ratio {ours / theirs:.2f}x; load {load()}")
+        datasets["official"] = _official_dataset(args.official, train_dir, args.crop)
+    print(f"crop {args.crop}; load before {load()}", flush=True)
+    rates = _in_process(datasets, args.samples // 4, 4)
+    print("in process:", ", ".join(f"{k} {v:.1f} samples/s" for k, v in rates.items()), end="")
+    print(f"; ratio {rates['mattekit'] / rates['official']:.2f}x" if "official" in rates else "", flush=True)
+    if args.loader_workers:
+        batches = args.samples // (4 * args.batch)
+        rates = _through_loaders(datasets, batches, args.batch, args.loader_workers, 2)
+        print(f"DataLoader, {args.loader_workers} worker(s), batch {args.batch}:",
+              ", ".join(f"{k} {v:.1f} samples/s" for k, v in rates.items()), end="")
+        print(f"; ratio {rates['mattekit'] / rates['official']:.2f}x" if "official" in rates else "")
+    print(f"load after {load()}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -238,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--val-every", type=int, default=25)
     parser.add_argument("--samples", type=int, default=100)
     parser.add_argument("--official", type=Path, help="scratch copy of Yaoyi-Li/GCA-Matting (data)")
+    parser.add_argument("--loader-workers", type=int, default=1,
+                        help="data: also through DataLoaders with this many workers (0: not)")
     args = parser.parse_args(argv)
     {"learn": learn, "overfit": overfit, "data": data_speed}[args.what](args)
     return 0
