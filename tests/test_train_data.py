@@ -88,10 +88,16 @@ def test_8bit_reader_matches_the_float_reader(tmp_path: Path) -> None:
     picture.save(tmp_path / "a.jpg", exif=exif)
     picture.convert("P").save(tmp_path / "b.png")
     picture.convert("LA").save(tmp_path / "c.png")
-    for name, shape in (("a.jpg", (90, 60, 3)), ("b.png", (60, 90, 3)), ("c.png", (60, 90, 3))):
+    names = ["a.jpg", "b.png", "c.png"]
+    for orientation in range(1, 9):  # OpenCV applies a PNG's EXIF orientation as mattekit's reader does
+        exif[0x0112] = orientation
+        picture.save(tmp_path / f"o{orientation}.png", exif=exif)
+        names.append(f"o{orientation}.png")
+    for name in names:
         codes = read_image_uint8(tmp_path / name)
-        assert codes.dtype == np.uint8 and codes.shape == shape
+        assert codes.dtype == np.uint8 and codes.shape[2] == 3
         np.testing.assert_array_equal(codes, np.rint(read_image(tmp_path / name)[0] * 255))
+    assert read_image_uint8(tmp_path / "a.jpg").shape == (90, 60, 3)
 
 
 @pytest.mark.parametrize(("fg_size", "bg_size"), [(1, 1), (5, 9), (29, 29), (15, 3)])

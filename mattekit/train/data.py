@@ -139,10 +139,13 @@ def merge_foregrounds(sample: Sample, fg2: np.ndarray, alpha2: np.ndarray, inter
     alpha = 1 - (1 - sample.alpha) * (1 - alpha2)
     if not np.any(alpha < 1):
         return sample
-    a1 = sample.alpha[..., None]
-    fg = unit_float(sample.fg) * a1 + unit_float(fg2) * (1 - a1)
-    if sample.fg.dtype == np.uint8:  # 8-bit codes stay 8-bit (rounded; the official truncates)
-        fg = np.rint(fg * 255).astype(np.uint8)
+    fg1 = sample.fg
+    if fg1.dtype != fg2.dtype:
+        fg1, fg2 = unit_float(fg1), unit_float(fg2)
+    a1 = cv2.merge([np.ascontiguousarray(sample.alpha, dtype=np.float32)] * fg1.shape[2])
+    fg = fg1 * a1 + fg2 * (1 - a1)  # 8-bit codes stay codes, rounded back to 8 bits (official: truncated)
+    if fg1.dtype == np.uint8:
+        fg = np.rint(fg, out=fg).astype(np.uint8)
     return replace(sample, fg=fg, alpha=alpha)
 
 
