@@ -3,6 +3,7 @@
     python benchmarks/train.py learn   --work /tmp/mk-train [--steps 200]   # validation curve on held-out
     python benchmarks/train.py overfit --work /tmp/mk-train [--steps 60]    # one crop, SAD against steps
     python benchmarks/train.py data    --work /tmp/mk-train [--official DIR] # data pipeline samples/s
+    python benchmarks/train.py trainer --work /tmp/mk-train [--official DIR] # training images/s (CPU)
 
 Data (built once under --work): foregrounds estimated (pymatting, via ``extract_foregrounds``) from the
 alphamatting.com dev photos and their ground-truth alpha, at most 320 px, composited on the fly over the
@@ -274,9 +275,114 @@ def data_speed(args: argparse.Namespace) -> None:
     print(f"load after {load()}")
 
 
+class _Clock:
+    """A DataLoader that notes the time each batch is asked for: the official trainer's step boundaries."""
+
+    def __init__(self, loader) -> None:  # noqa: ANN001
+        self.loader, self.times = loader, []
+
+    def __iter__(self):  # noqa: ANN204
+        for batch in self.loader:
+            self.times.append(time.perf_counter())
+            yield batch
+
+
+def _official_trainer_rate(args: argparse.Namespace, train_dir: Path, val_dir: Path) -> float:
+    """Images/s of the official ``Trainer.train`` (trainer.py, config/gca-dist.toml, one process) on the CPU.
+
+    Shims only, none in its files: ``.cuda()`` of tensors and modules is the identity (its only CUDA calls
+    on the training path; ``dist = false`` wraps the network in ``nn.DataParallel``, which on a CPU calls
+    it directly); its ``Prefetcher`` (a CUDA-stream copier) is left out, a CPU has nothing to copy; the
+    loader samples with replacement (``main.py`` shuffles, and restarts its workers each epoch: every step
+    on this 6-background set).  No ImageNet weights (none here).  The clock runs from the third batch
+    request to the last, so start-up and its step-0 and final validations are not counted.
+    """
+    import torch
+    from torch import nn
+    from torch.utils.data import DataLoader, RandomSampler
+
+    _official_dataset(args.official, train_dir, args.crop)  # the import shims
+    torch.Tensor.cuda = lambda self, *_, **__: self  # type: ignore[method-assign]
+    nn.Module.cuda = lambda self, *_, **__: self  # type: ignore[method-assign]
+    import toml
+    import utils
+    from dataloader.data_generator import DataGenerator
+    from dataloader.image_file import ImageFileTest, ImageFileTrain
+    from trainer import Trainer  # the official trainer
+    from utils import CONFIG
+
+    utils.load_config(toml.load(args.official / "config" / "gca-dist.toml"))
+    logs = args.work / "official-logs"
+    CONFIG.dist, CONFIG.model.imagenet_pretrain = False, False
+    CONFIG.model.batch_size, CONFIG.data.workers, CONFIG.data.crop_size = args.batch, args.workers, args.crop
+    CONFIG.train.total_step = args.steps
+    CONFIG.log.logging_path, CONFIG.log.tensorboard_path = str(logs / "stdout"), str(logs / "tb")
+    CONFIG.log.checkpoint_path = str(logs / "checkpoints")
+    for folder in (CONFIG.log.logging_path, CONFIG.log.tensorboard_path, CONFIG.log.checkpoint_path):
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    logger, tb_logger = utils.get_logger(CONFIG.log.logging_path, CONFIG.log.tensorboard_path, "WARNING")
+    files = ImageFileTrain(str(train_dir / "alpha"), str(train_dir / "fg"), str(train_dir / "bg"),
+                           alpha_ext=".png", fg_ext=".png", bg_ext=".png")
+    dataset = DataGenerator(files, phase="train")
+    loader = _Clock(DataLoader(dataset, batch_size=args.batch, sampler=RandomSampler(dataset, True, 10**9),
+                               num_workers=args.workers, drop_last=True))
+    tests = ImageFileTest(str(val_dir / "alpha"), str(val_dir / "image"), str(val_dir / "trimap"),
+                          alpha_ext=".png", merged_ext=".png", trimap_ext=".png")
+    test_loader = DataLoader(DataGenerator(tests, phase="val"), batch_size=1)
+    Trainer(loader, test_loader, logger, tb_logger).train()
+    times = loader.times[2:]
+    return args.batch * (len(times) - 1) / (times[-1] - times[0])
+
+
+def _mattekit_trainer_rate(args: argparse.Namespace, train_dir: Path) -> float:
+    """Images/s of ``mattekit train gca`` at the same crop, batch and workers, without validation: from
+    ``metrics.csv``, windows of ``log_every`` steps after the first (which holds the start-up)."""
+    import shutil
+
+    from mattekit.train import load_recipe
+    from mattekit.train.trainer import train
+
+    every = max(1, (args.steps - 2) // 3)
+    run = args.work / "trainer-speed"
+    shutil.rmtree(run, ignore_errors=True)
+    recipe = load_recipe("gca", [f"steps={args.steps}", f"crop_size={args.crop}", f"batch_size={args.batch}",
+                                 f"workers={args.workers}", f"log_every={every}", f"save_every={args.steps}",
+                                 f"warmup_steps={args.steps}"])  # the official 5k warmup: all steps
+    train(recipe, train_dir, run, device="cpu")
+    with (run / "metrics.csv").open() as stream:
+        rows = [row for row in csv.DictReader(stream) if row["images_per_s"]][1:]
+    images = [int(row["step"]) for row in rows]
+    steps = np.diff([every, *images])
+    seconds = sum(n * args.batch / float(row["images_per_s"]) for n, row in zip(steps, rows, strict=True))
+    return args.batch * int(steps.sum()) / seconds
+
+
+def trainer_speed(args: argparse.Namespace) -> None:
+    """Training images/s of mattekit's trainer and the official one, same crop, batch, workers and threads,
+    alternating in one process for ``--rounds`` rounds, on the CPU; the ratio is of the summed times."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    train_dir, val_dir = build_data(args.work)
+    print(f"trainer: crop {args.crop}, batch {args.batch}, {args.workers} worker(s), {args.threads} "
+          f"thread(s), {args.steps} steps; load {load()}", flush=True)
+    seconds = {"mattekit": 0.0, "official": 0.0}
+    for _ in range(args.rounds):
+        rate = _mattekit_trainer_rate(args, train_dir)
+        seconds["mattekit"] += 1 / rate
+        print(f"mattekit train gca: {rate:.2f} images/s; load {load()}", flush=True)
+        if args.official is not None:
+            rate = _official_trainer_rate(args, train_dir, val_dir)
+            seconds["official"] += 1 / rate
+            print(f"official Trainer: {rate:.2f} images/s; load {load()}", flush=True)
+    if args.official is not None:
+        print(f"ratio (mattekit / official images/s over {args.rounds} rounds): "
+              f"{seconds['official'] / seconds['mattekit']:.2f}x")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=("learn", "overfit", "data"))
+    parser.add_argument("what", choices=("learn", "overfit", "data", "trainer"))
     parser.add_argument("--work", type=Path, default=Path("/tmp/mattekit-train-bench"))
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--crop", type=int, default=128)
@@ -287,8 +393,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--official", type=Path, help="scratch copy of Yaoyi-Li/GCA-Matting (data)")
     parser.add_argument("--loader-workers", type=int, default=1,
                         help="data: also through DataLoaders with this many workers (0: not)")
+    parser.add_argument("--threads", type=int, default=1, help="trainer: torch intra-op threads")
+    parser.add_argument("--rounds", type=int, default=2, help="trainer: alternations of the two trainers")
     args = parser.parse_args(argv)
-    {"learn": learn, "overfit": overfit, "data": data_speed}[args.what](args)
+    {"learn": learn, "overfit": overfit, "data": data_speed, "trainer": trainer_speed}[args.what](args)
     return 0
 
 
