@@ -4,6 +4,7 @@
     python benchmarks/train.py overfit --work /tmp/mk-train [--steps 60]    # one crop, SAD against steps
     python benchmarks/train.py data    --work /tmp/mk-train [--official DIR] # data pipeline samples/s
     python benchmarks/train.py trainer --work /tmp/mk-train [--official DIR] # training images/s (CPU)
+    python benchmarks/train.py step    --work /tmp/mk-train [--modes eager,channels_last,compile]
 
 Data (built once under --work): foregrounds estimated (pymatting, via ``extract_foregrounds``) from the
 alphamatting.com dev photos and their ground-truth alpha, at most 320 px, composited on the fly over the
@@ -380,9 +381,65 @@ def trainer_speed(args: argparse.Namespace) -> None:
               f"{seconds['official'] / seconds['mattekit']:.2f}x")
 
 
+def step_modes(args: argparse.Namespace) -> None:
+    """One GCA training step on the CPU (forward, unknown-region L1, backward, Adam) in the layouts the
+    recipe offers: eager, ``channels_last``, ``torch.compile`` (inductor; needs a C++ compiler) -- median
+    seconds per step after warm-up, the modes alternating, on one real batch from the data chain."""
+    import statistics
+
+    import torch
+
+    from mattekit.models.gca import GCAMatting
+    from mattekit.train.losses import normalize, one_hot, unknown_mask, weighted_l1
+
+    torch.set_num_threads(args.threads)
+    train_dir, _ = build_data(args.work)
+    dataset = _mattekit_dataset(train_dir, args.crop)
+    samples = [dataset[(0, i % len(dataset))] for i in range(args.batch)]
+    batch = {key: torch.from_numpy(np.stack([s[key] for s in samples])) for key in samples[0]}
+    image, trimap = normalize(batch["image"]), one_hot(batch["trimap"])
+    weight = unknown_mask(batch["trimap"])
+
+    def make(mode: str):  # noqa: ANN202
+        torch.manual_seed(0)
+        net = GCAMatting().train()
+        x, t = image, trimap
+        if mode == "channels_last":
+            net = net.to(memory_format=torch.channels_last)
+            x, t = (v.contiguous(memory_format=torch.channels_last) for v in (x, t))
+        optimizer = torch.optim.Adam(net.parameters(), lr=1e-5)
+        forward = torch.compile(net) if mode == "compile" else net
+
+        def step() -> float:
+            begin = time.perf_counter()
+            loss = weighted_l1(forward(x, t), batch["alpha"], weight)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            return time.perf_counter() - begin
+
+        return step
+
+    modes = args.modes.split(",")
+    steps, times = {}, {mode: [] for mode in modes}
+    print(f"step: crop {args.crop}, batch {args.batch}, {args.threads} thread(s); load {load()}", flush=True)
+    for mode in modes:
+        steps[mode] = make(mode)
+        first = steps[mode]()  # compiles, for torch.compile
+        print(f"{mode}: first step {first:.1f} s; load {load()}", flush=True)
+    for _ in range(args.steps):
+        for mode in modes:
+            times[mode].append(steps[mode]())
+    base = statistics.median(times[modes[0]])
+    for mode in modes:
+        median = statistics.median(times[mode])
+        print(f"{mode}: median {median:.3f} s/step over {args.steps} ({base / median:.2f}x {modes[0]})")
+    print(f"load {load()}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=("learn", "overfit", "data", "trainer"))
+    parser.add_argument("what", choices=("learn", "overfit", "data", "trainer", "step"))
     parser.add_argument("--work", type=Path, default=Path("/tmp/mattekit-train-bench"))
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--crop", type=int, default=128)
@@ -395,8 +452,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="data: also through DataLoaders with this many workers (0: not)")
     parser.add_argument("--threads", type=int, default=1, help="trainer: torch intra-op threads")
     parser.add_argument("--rounds", type=int, default=2, help="trainer: alternations of the two trainers")
+    parser.add_argument("--modes", default="eager,channels_last,compile", help="step: layouts to compare")
     args = parser.parse_args(argv)
-    {"learn": learn, "overfit": overfit, "data": data_speed, "trainer": trainer_speed}[args.what](args)
+    commands = {"learn": learn, "overfit": overfit, "data": data_speed, "trainer": trainer_speed}
+    (commands | {"step": step_modes})[args.what](args)
     return 0
 
 
