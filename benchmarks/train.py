@@ -3,6 +3,8 @@
     python benchmarks/train.py learn   --work /tmp/mk-train [--steps 200]   # validation curve on held-out
     python benchmarks/train.py overfit --work /tmp/mk-train [--steps 60]    # one crop, SAD against steps
     python benchmarks/train.py data    --work /tmp/mk-train [--official DIR] # data pipeline samples/s
+    python benchmarks/train.py trainer --work /tmp/mk-train [--official DIR] # training images/s (CPU)
+    python benchmarks/train.py step    --work /tmp/mk-train [--modes eager,channels_last,compile]
 
 Data (built once under --work): foregrounds estimated (pymatting, via ``extract_foregrounds``) from the
 alphamatting.com dev photos and their ground-truth alpha, at most 320 px, composited on the fly over the
@@ -160,22 +162,17 @@ def overfit(args: argparse.Namespace) -> None:
                   flush=True)
 
 
-def _mattekit_samples(train_dir: Path, crop: int, count: int) -> float:
+def _mattekit_dataset(train_dir: Path, crop: int):  # noqa: ANN202  (a TrainingSet)
     from mattekit.train import load_recipe
     from mattekit.train.data import TrainingSet, find_source
     from mattekit.train.task import get_task
 
     recipe = load_recipe("gca", [f"crop_size={crop}"])
-    dataset = TrainingSet(find_source(train_dir, recipe.data), recipe, get_task("gca")(recipe))
-    dataset[(0, 0)]  # warm up (imports, OpenCV kernels)
-    begin = time.perf_counter()
-    for index in range(count):
-        dataset[(index // len(dataset), index % len(dataset))]
-    return count / (time.perf_counter() - begin)
+    return TrainingSet(find_source(train_dir, recipe.data), recipe, get_task("gca")(recipe))
 
 
-def _official_samples(official: Path, train_dir: Path, crop: int, count: int) -> float:
-    """The official ``DataGenerator`` on the same files, at the same crop, in this process.
+def _official_dataset(official: Path, train_dir: Path, crop: int):  # noqa: ANN202  (a DataGenerator)
+    """The official ``DataGenerator`` on the same files, at the same crop.
 
     ``official`` is a scratch copy of Yaoyi-Li/GCA-Matting (never this repository) with its pure-Python
     requirements installed beside it: ``pip install --target OFFICIAL/_deps --no-deps easydict tensorboardX
@@ -208,28 +205,241 @@ def _official_samples(official: Path, train_dir: Path, crop: int, count: int) ->
     CONFIG.data.crop_size = crop
     files = ImageFileTrain(str(train_dir / "alpha"), str(train_dir / "fg"), str(train_dir / "bg"),
                            alpha_ext=".png", fg_ext=".png", bg_ext=".png")
-    generator = DataGenerator(files, phase="train")
-    generator[0]
-    begin = time.perf_counter()
-    for index in range(count):
-        generator[index % len(generator)]
-    return count / (time.perf_counter() - begin)
+    return DataGenerator(files, phase="train")
+
+
+def _in_process(datasets: dict, count: int, rounds: int) -> dict[str, float]:
+    """Samples/s of each dataset's ``__getitem__`` in this process, interleaved in ``rounds`` chunks so
+    that a change of load hits both alike."""
+    keys = {"mattekit": lambda i, n: (i // n, i % n), "official": lambda i, n: i % n}
+    seconds = dict.fromkeys(datasets, 0.0)
+    for name, dataset in datasets.items():  # warm up: imports, OpenCV kernels, the allocator
+        dataset[keys[name](0, len(dataset))]
+    for round_ in range(rounds):
+        for name, dataset in datasets.items():
+            begin = time.perf_counter()
+            for index in range(round_ * count, (round_ + 1) * count):
+                dataset[keys[name](index, len(dataset))]
+            seconds[name] += time.perf_counter() - begin
+    return {name: rounds * count / value for name, value in seconds.items()}
+
+
+def _through_loaders(datasets: dict, batches: int, batch: int, workers: int, rounds: int) -> dict[str, float]:
+    """Samples/s through a DataLoader with ``workers`` processes, each set up as its own trainer sets it up
+    (mattekit: ``StreamSampler``, ``seed_worker``, serial OpenCV; official ``main.py``: a shuffling sampler,
+    default workers), the clock started once the first two batches are out; loaders alternate per round."""
+    import torch
+    from torch.utils.data import DataLoader, RandomSampler
+
+    from mattekit.train.data import StreamSampler, seed_worker, serial_opencv
+
+    serial_opencv()
+
+    def loader(name: str, dataset) -> DataLoader:  # noqa: ANN001
+        if name == "mattekit":
+            return DataLoader(dataset, batch_size=batch, sampler=StreamSampler(len(dataset), 0),
+                              num_workers=workers, worker_init_fn=seed_worker)
+        return DataLoader(dataset, batch_size=batch, sampler=RandomSampler(dataset, True, 10**9),
+                          num_workers=workers, drop_last=True)
+
+    seconds = dict.fromkeys(datasets, 0.0)
+    torch.manual_seed(0)
+    for _ in range(rounds):
+        for name, dataset in datasets.items():
+            stream = iter(loader(name, dataset))
+            next(stream), next(stream)
+            begin = time.perf_counter()
+            for _ in range(batches):
+                next(stream)
+            seconds[name] += time.perf_counter() - begin
+            del stream
+    return {name: rounds * batches * batch / value for name, value in seconds.items()}
 
 
 def data_speed(args: argparse.Namespace) -> None:
-    """Samples/s of the data chain at the GCA recipe, one process: mattekit and, side by side in the same
-    run, the official generator on the same files."""
+    """Samples/s of the data chain at the GCA recipe: mattekit and, side by side in the same run, the
+    official generator on the same files -- in this process, and through DataLoader workers."""
     train_dir, _ = build_data(args.work)
-    ours = _mattekit_samples(train_dir, args.crop, args.samples)
-    print(f"mattekit data chain: {ours:.1f} samples/s (crop {args.crop}); load {load()}", flush=True)
+    datasets = {"mattekit": _mattekit_dataset(train_dir, args.crop)}
     if args.official is not None:
-        theirs = _official_samples(args.official, train_dir, args.crop, args.samples)
-        print(f"official DataGenerator: {theirs:.1f} samples/s; ratio {ours / theirs:.2f}x; load {load()}")
+        datasets["official"] = _official_dataset(args.official, train_dir, args.crop)
+    print(f"crop {args.crop}; load before {load()}", flush=True)
+    rates = _in_process(datasets, args.samples // 4, 4)
+    print("in process:", ", ".join(f"{k} {v:.1f} samples/s" for k, v in rates.items()), end="")
+    print(f"; ratio {rates['mattekit'] / rates['official']:.2f}x" if "official" in rates else "", flush=True)
+    if args.loader_workers:
+        batches = args.samples // (4 * args.batch)
+        rates = _through_loaders(datasets, batches, args.batch, args.loader_workers, 2)
+        print(f"DataLoader, {args.loader_workers} worker(s), batch {args.batch}:",
+              ", ".join(f"{k} {v:.1f} samples/s" for k, v in rates.items()), end="")
+        print(f"; ratio {rates['mattekit'] / rates['official']:.2f}x" if "official" in rates else "")
+    print(f"load after {load()}")
+
+
+class _Clock:
+    """A DataLoader that notes the time each batch is asked for: the official trainer's step boundaries."""
+
+    def __init__(self, loader) -> None:  # noqa: ANN001
+        self.loader, self.times = loader, []
+
+    def __iter__(self):  # noqa: ANN204
+        for batch in self.loader:
+            self.times.append(time.perf_counter())
+            yield batch
+
+
+def _official_trainer_rate(args: argparse.Namespace, train_dir: Path, val_dir: Path) -> float:
+    """Images/s of the official ``Trainer.train`` (trainer.py, config/gca-dist.toml, one process) on the CPU.
+
+    Shims only, none in its files: ``.cuda()`` of tensors and modules is the identity (its only CUDA calls
+    on the training path; ``dist = false`` wraps the network in ``nn.DataParallel``, which on a CPU calls
+    it directly); its ``Prefetcher`` (a CUDA-stream copier) is left out, a CPU has nothing to copy; the
+    loader samples with replacement (``main.py`` shuffles, and restarts its workers each epoch: every step
+    on this 6-background set).  No ImageNet weights (none here).  The clock runs from the third batch
+    request to the last, so start-up and its step-0 and final validations are not counted.
+    """
+    import torch
+    from torch import nn
+    from torch.utils.data import DataLoader, RandomSampler
+
+    _official_dataset(args.official, train_dir, args.crop)  # the import shims
+    torch.Tensor.cuda = lambda self, *_, **__: self  # type: ignore[method-assign]
+    nn.Module.cuda = lambda self, *_, **__: self  # type: ignore[method-assign]
+    import toml
+    import utils
+    from dataloader.data_generator import DataGenerator
+    from dataloader.image_file import ImageFileTest, ImageFileTrain
+    from trainer import Trainer  # the official trainer
+    from utils import CONFIG
+
+    utils.load_config(toml.load(args.official / "config" / "gca-dist.toml"))
+    logs = args.work / "official-logs"
+    CONFIG.dist, CONFIG.model.imagenet_pretrain = False, False
+    CONFIG.model.batch_size, CONFIG.data.workers, CONFIG.data.crop_size = args.batch, args.workers, args.crop
+    CONFIG.train.total_step = args.steps
+    CONFIG.log.logging_path, CONFIG.log.tensorboard_path = str(logs / "stdout"), str(logs / "tb")
+    CONFIG.log.checkpoint_path = str(logs / "checkpoints")
+    for folder in (CONFIG.log.logging_path, CONFIG.log.tensorboard_path, CONFIG.log.checkpoint_path):
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    logger, tb_logger = utils.get_logger(CONFIG.log.logging_path, CONFIG.log.tensorboard_path, "WARNING")
+    files = ImageFileTrain(str(train_dir / "alpha"), str(train_dir / "fg"), str(train_dir / "bg"),
+                           alpha_ext=".png", fg_ext=".png", bg_ext=".png")
+    dataset = DataGenerator(files, phase="train")
+    loader = _Clock(DataLoader(dataset, batch_size=args.batch, sampler=RandomSampler(dataset, True, 10**9),
+                               num_workers=args.workers, drop_last=True))
+    tests = ImageFileTest(str(val_dir / "alpha"), str(val_dir / "image"), str(val_dir / "trimap"),
+                          alpha_ext=".png", merged_ext=".png", trimap_ext=".png")
+    test_loader = DataLoader(DataGenerator(tests, phase="val"), batch_size=1)
+    Trainer(loader, test_loader, logger, tb_logger).train()
+    times = loader.times[2:]
+    return args.batch * (len(times) - 1) / (times[-1] - times[0])
+
+
+def _mattekit_trainer_rate(args: argparse.Namespace, train_dir: Path) -> float:
+    """Images/s of ``mattekit train gca`` at the same crop, batch and workers, without validation: from
+    ``metrics.csv``, windows of ``log_every`` steps after the first (which holds the start-up)."""
+    import shutil
+
+    from mattekit.train import load_recipe
+    from mattekit.train.trainer import train
+
+    every = max(1, (args.steps - 2) // 3)
+    run = args.work / "trainer-speed"
+    shutil.rmtree(run, ignore_errors=True)
+    recipe = load_recipe("gca", [f"steps={args.steps}", f"crop_size={args.crop}", f"batch_size={args.batch}",
+                                 f"workers={args.workers}", f"log_every={every}", f"save_every={args.steps}",
+                                 f"warmup_steps={args.steps}"])  # the official 5k warmup: all steps
+    train(recipe, train_dir, run, device="cpu")
+    with (run / "metrics.csv").open() as stream:
+        rows = [row for row in csv.DictReader(stream) if row["images_per_s"]][1:]
+    images = [int(row["step"]) for row in rows]
+    steps = np.diff([every, *images])
+    seconds = sum(n * args.batch / float(row["images_per_s"]) for n, row in zip(steps, rows, strict=True))
+    return args.batch * int(steps.sum()) / seconds
+
+
+def trainer_speed(args: argparse.Namespace) -> None:
+    """Training images/s of mattekit's trainer and the official one, same crop, batch, workers and threads,
+    alternating in one process for ``--rounds`` rounds, on the CPU; the ratio is of the summed times."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    train_dir, val_dir = build_data(args.work)
+    print(f"trainer: crop {args.crop}, batch {args.batch}, {args.workers} worker(s), {args.threads} "
+          f"thread(s), {args.steps} steps; load {load()}", flush=True)
+    seconds = {"mattekit": 0.0, "official": 0.0}
+    for _ in range(args.rounds):
+        rate = _mattekit_trainer_rate(args, train_dir)
+        seconds["mattekit"] += 1 / rate
+        print(f"mattekit train gca: {rate:.2f} images/s; load {load()}", flush=True)
+        if args.official is not None:
+            rate = _official_trainer_rate(args, train_dir, val_dir)
+            seconds["official"] += 1 / rate
+            print(f"official Trainer: {rate:.2f} images/s; load {load()}", flush=True)
+    if args.official is not None:
+        print(f"ratio (mattekit / official images/s over {args.rounds} rounds): "
+              f"{seconds['official'] / seconds['mattekit']:.2f}x")
+
+
+def step_modes(args: argparse.Namespace) -> None:
+    """One GCA training step on the CPU (forward, unknown-region L1, backward, Adam) in the layouts the
+    recipe offers: eager, ``channels_last``, ``torch.compile`` (inductor; needs a C++ compiler) -- median
+    seconds per step after warm-up, the modes alternating, on one real batch from the data chain."""
+    import statistics
+
+    import torch
+
+    from mattekit.models.gca import GCAMatting
+    from mattekit.train.losses import normalize, one_hot, unknown_mask, weighted_l1
+
+    torch.set_num_threads(args.threads)
+    train_dir, _ = build_data(args.work)
+    dataset = _mattekit_dataset(train_dir, args.crop)
+    samples = [dataset[(0, i % len(dataset))] for i in range(args.batch)]
+    batch = {key: torch.from_numpy(np.stack([s[key] for s in samples])) for key in samples[0]}
+    image, trimap = normalize(batch["image"]), one_hot(batch["trimap"])
+    weight = unknown_mask(batch["trimap"])
+
+    def make(mode: str):  # noqa: ANN202
+        torch.manual_seed(0)
+        net = GCAMatting().train()
+        x, t = image, trimap
+        if mode == "channels_last":
+            net = net.to(memory_format=torch.channels_last)
+            x, t = (v.contiguous(memory_format=torch.channels_last) for v in (x, t))
+        optimizer = torch.optim.Adam(net.parameters(), lr=1e-5)
+        forward = torch.compile(net) if mode == "compile" else net
+
+        def step() -> float:
+            begin = time.perf_counter()
+            loss = weighted_l1(forward(x, t), batch["alpha"], weight)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            return time.perf_counter() - begin
+
+        return step
+
+    modes = args.modes.split(",")
+    steps, times = {}, {mode: [] for mode in modes}
+    print(f"step: crop {args.crop}, batch {args.batch}, {args.threads} thread(s); load {load()}", flush=True)
+    for mode in modes:
+        steps[mode] = make(mode)
+        first = steps[mode]()  # compiles, for torch.compile
+        print(f"{mode}: first step {first:.1f} s; load {load()}", flush=True)
+    for _ in range(args.steps):
+        for mode in modes:
+            times[mode].append(steps[mode]())
+    base = statistics.median(times[modes[0]])
+    for mode in modes:
+        median = statistics.median(times[mode])
+        print(f"{mode}: median {median:.3f} s/step over {args.steps} ({base / median:.2f}x {modes[0]})")
+    print(f"load {load()}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=("learn", "overfit", "data"))
+    parser.add_argument("what", choices=("learn", "overfit", "data", "trainer", "step"))
     parser.add_argument("--work", type=Path, default=Path("/tmp/mattekit-train-bench"))
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--crop", type=int, default=128)
@@ -238,8 +448,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--val-every", type=int, default=25)
     parser.add_argument("--samples", type=int, default=100)
     parser.add_argument("--official", type=Path, help="scratch copy of Yaoyi-Li/GCA-Matting (data)")
+    parser.add_argument("--loader-workers", type=int, default=1,
+                        help="data: also through DataLoaders with this many workers (0: not)")
+    parser.add_argument("--threads", type=int, default=1, help="trainer: torch intra-op threads")
+    parser.add_argument("--rounds", type=int, default=2, help="trainer: alternations of the two trainers")
+    parser.add_argument("--modes", default="eager,channels_last,compile", help="step: layouts to compare")
     args = parser.parse_args(argv)
-    {"learn": learn, "overfit": overfit, "data": data_speed}[args.what](args)
+    commands = {"learn": learn, "overfit": overfit, "data": data_speed, "trainer": trainer_speed}
+    (commands | {"step": step_modes})[args.what](args)
     return 0
 
 

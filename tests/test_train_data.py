@@ -9,10 +9,12 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader
 from train_tiny import make_composition, make_validation  # noqa: E402  (tests/ is on sys.path under pytest)
 
 from mattekit.errors import MattekitError
+from mattekit.io import read_image, read_image_uint8
 from mattekit.train import load_recipe
 from mattekit.train.data import (
     Resampler,
@@ -25,8 +27,10 @@ from mattekit.train.data import (
     find_source,
     generate_trimap,
     random_trimap,
+    sample_rng,
     seed_worker,
     serial_opencv,
+    standard_sample,
 )
 from mattekit.train.task import get_task
 from mattekit.trimap import FOREGROUND, UNKNOWN
@@ -59,11 +63,41 @@ def test_layouts_are_detected_and_mistakes_named(composition_dir: Path, tmp_path
 def test_composite_is_alpha_f_plus_one_minus_alpha_b_exactly(composition_dir: Path) -> None:
     dataset = _dataset(composition_dir)
     for index in range(3):
-        fields = dataset[(0, index)]
+        rng = sample_rng(dataset.recipe.seed, 0, index)
+        loaded = dataset.load(index, rng)
+        # colours stay 8-bit through the geometric stages
+        assert loaded.fg.dtype == loaded.bg.dtype == np.uint8 and loaded.alpha.dtype == np.float32
+        fields = standard_sample(loaded, dataset.recipe, rng, layers=True)
         a, f, b = fields["alpha"], fields["fg"], fields["bg"]
         assert fields["image"].shape == (3, 64, 64) and a.shape == (1, 64, 64)
         np.testing.assert_array_equal(fields["image"], (a * f + (1 - a) * b).astype(np.float32))
         assert 0 < (fields["trimap"] == UNKNOWN).mean() < 1  # the crop is centred on the unknown region
+        # GCA's batch is the same sample without the layers its loss does not use
+        batch = dataset[(0, index)]
+        assert sorted(batch) == ["alpha", "image", "trimap"]
+        for key in batch:
+            np.testing.assert_array_equal(batch[key], fields[key])
+
+
+def test_8bit_reader_matches_the_float_reader(tmp_path: Path) -> None:
+    """The chain's uint8 reader (OpenCV for 8-bit PNG/JPEG) gives the float reader's codes, EXIF applied."""
+    rng = np.random.default_rng(0)
+    picture = Image.fromarray(rng.integers(0, 256, (30, 45, 3), dtype=np.uint8)).resize((90, 60))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated: stored landscape, shown portrait
+    picture.save(tmp_path / "a.jpg", exif=exif)
+    picture.convert("P").save(tmp_path / "b.png")
+    picture.convert("LA").save(tmp_path / "c.png")
+    names = ["a.jpg", "b.png", "c.png"]
+    for orientation in range(1, 9):  # OpenCV applies a PNG's EXIF orientation as mattekit's reader does
+        exif[0x0112] = orientation
+        picture.save(tmp_path / f"o{orientation}.png", exif=exif)
+        names.append(f"o{orientation}.png")
+    for name in names:
+        codes = read_image_uint8(tmp_path / name)
+        assert codes.dtype == np.uint8 and codes.shape[2] == 3
+        np.testing.assert_array_equal(codes, np.rint(read_image(tmp_path / name)[0] * 255))
+    assert read_image_uint8(tmp_path / "a.jpg").shape == (90, 60, 3)
 
 
 @pytest.mark.parametrize(("fg_size", "bg_size"), [(1, 1), (5, 9), (29, 29), (15, 3)])

@@ -10,7 +10,9 @@ Layouts (``--data DIR``, detected by :func:`detect_layout`):
 
 The chain (GCA "Data Augmentation" and the official ``dataloader/data_generator.py``; order kept):
 second-foreground merge, resize to 640, random affine, trimap by random erosion, a crop centred on an
-unknown pixel, HSV jitter, composition.  Everything is float32 RGB in [0, 1]; trimaps are uint8 0/128/255.
+unknown pixel, HSV jitter, composition.  Colours stay uint8 RGB, as decoded, through the resizes, warps
+and the crop (a quarter of the bytes of float32, as the official generator's uint8 arrays); the jitter and
+the composition make them float32 in [0, 1].  Alphas are float32 in [0, 1]; trimaps uint8 0/128/255.
 
 Randomness: each sample draws from its own ``numpy.random.Generator`` seeded by (recipe seed, epoch,
 index), so a batch depends only on the seed and the data position -- not on the number of workers or on
@@ -20,6 +22,7 @@ Python's and NumPy's global generators per worker (:func:`seed_worker`) for code
 
 from __future__ import annotations
 
+import ctypes
 import math
 import random
 import signal
@@ -34,7 +37,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from mattekit.errors import MattekitError
-from mattekit.io import list_images, read_gray, read_image
+from mattekit.io import list_images, read_gray, read_image, read_image_uint8
 from mattekit.trimap import BACKGROUND, FOREGROUND, UNKNOWN, read_trimap
 
 if TYPE_CHECKING:
@@ -63,7 +66,10 @@ class Sample:
 
     ``fg``/``bg`` (H, W, 3) for the composition layout, ``image`` (H, W, 3) once composited (or from the
     composited layout); ``alpha`` (H, W) float32; ``trimap`` (H, W) uint8 once generated or read.
-    ``name`` is the source file's stem, for messages.
+    Colours (``fg``, ``bg``, ``image``) are RGB, uint8 codes as read, or float32 in [0, 1] once a stage
+    has computed new colours (:func:`jitter`, :func:`composite`, a merged foreground): every stage accepts
+    both, and :func:`unit_float` gives the float32 view of either.  ``name`` is the source file's stem,
+    for messages.
     """
 
     alpha: np.ndarray
@@ -94,6 +100,15 @@ class Resampler:
 
 
 _OVERSHOOTING = (cv2.INTER_CUBIC, cv2.INTER_LANCZOS4)
+#: uint8 code -> float32 in [0, 1] (the exact quotient code / 255; cv2.LUT applies it in one pass).
+_UNIT_TABLE = np.arange(256, dtype=np.float32) / np.float32(255)
+
+
+def unit_float(colour: np.ndarray) -> np.ndarray:
+    """Colours as contiguous float32 in [0, 1]: uint8 codes divided by 255, float32 as they are."""
+    if colour.dtype == np.uint8:
+        return cv2.LUT(colour, _UNIT_TABLE)
+    return np.ascontiguousarray(colour, dtype=np.float32)
 
 
 def unit_range(array: np.ndarray) -> np.ndarray:
@@ -103,10 +118,15 @@ def unit_range(array: np.ndarray) -> np.ndarray:
     return array
 
 
+def _in_range(array: np.ndarray, method: int) -> np.ndarray:
+    """A resampled array back in its range: float values clipped after cubic and Lanczos, which overshoot
+    (OpenCV saturates uint8 itself)."""
+    return unit_range(array) if method in _OVERSHOOTING and array.dtype != np.uint8 else array
+
+
 def resize(array: np.ndarray, width: int, height: int, method: int) -> np.ndarray:
-    """``cv2.resize`` that keeps float values in range (cubic and Lanczos overshoot)."""
-    out = cv2.resize(array, (width, height), interpolation=method)
-    return unit_range(out) if method in _OVERSHOOTING else out
+    """``cv2.resize`` that keeps values in range (cubic and Lanczos overshoot)."""
+    return _in_range(cv2.resize(array, (width, height), interpolation=method), method)
 
 
 def merge_foregrounds(sample: Sample, fg2: np.ndarray, alpha2: np.ndarray, interp: Resampler) -> Sample:
@@ -119,8 +139,14 @@ def merge_foregrounds(sample: Sample, fg2: np.ndarray, alpha2: np.ndarray, inter
     alpha = 1 - (1 - sample.alpha) * (1 - alpha2)
     if not np.any(alpha < 1):
         return sample
-    a1 = sample.alpha[..., None]
-    return replace(sample, fg=(sample.fg * a1 + fg2 * (1 - a1)).astype(np.float32), alpha=alpha)
+    fg1 = sample.fg
+    if fg1.dtype != fg2.dtype:
+        fg1, fg2 = unit_float(fg1), unit_float(fg2)
+    a1 = cv2.merge([np.ascontiguousarray(sample.alpha, dtype=np.float32)] * fg1.shape[2])
+    fg = fg1 * a1 + fg2 * (1 - a1)  # 8-bit codes stay codes, rounded back to 8 bits (official: truncated)
+    if fg1.dtype == np.uint8:
+        fg = np.rint(fg, out=fg).astype(np.uint8)
+    return replace(sample, fg=fg, alpha=alpha)
 
 
 def resize_square(sample: Sample, size: int, interp: Resampler) -> Sample:
@@ -170,7 +196,7 @@ def random_affine(
     def warp(array: np.ndarray) -> np.ndarray:
         method = interp(cv2.INTER_NEAREST)
         out = cv2.warpAffine(array, matrix, (width, height), flags=method + cv2.WARP_INVERSE_MAP)
-        return unit_range(out) if method in _OVERSHOOTING else out
+        return _in_range(out, method)
 
     fields = {"alpha": warp(sample.alpha)}
     for key in ("fg", "image"):
@@ -205,9 +231,10 @@ def random_trimap(sample: Sample, erosion: tuple[int, int], rng: np.random.Gener
 def crop_around_unknown(sample: Sample, size: int, rng: np.random.Generator, interp: Resampler) -> Sample:
     """A ``size`` crop centred on a random unknown pixel (official RandomCrop).
 
-    The background is first resized to the foreground; a sample not larger than ``size`` on both sides is
-    enlarged by 1.1 x size / its short side; the centre is drawn from a 1/4-scale trimap's unknown cells
-    away from the border, and uniformly when there are fewer than ten.
+    A sample not larger than ``size`` on both sides is enlarged by 1.1 x size / its short side; the centre
+    is drawn from a 1/4-scale trimap's unknown cells away from the border, and uniformly when there are
+    fewer than ten.  The background is resized to the (enlarged) foreground: the official resizes it to
+    the foreground and enlarges both, the same map done here in one resampling.
     """
     assert sample.trimap is not None
     height, width = sample.trimap.shape
@@ -216,21 +243,14 @@ def crop_around_unknown(sample: Sample, size: int, rng: np.random.Generator, int
         "trimap": sample.trimap,
         "fg": sample.fg,
         "image": sample.image,
-        "bg": sample.bg,
     }
-    if sample.bg is not None:
-        fields["bg"] = resize(sample.bg, width, height, interp(cv2.INTER_CUBIC))
     while height < size + 1 or width < size + 1:
         ratio = 1.1 * size / min(height, width)
         height, width = int(height * ratio), int(width * ratio)
         for key, value in fields.items():
             if value is None:
                 continue
-            method = (
-                cv2.INTER_NEAREST
-                if key == "trimap"
-                else interp(cv2.INTER_CUBIC if key == "bg" else cv2.INTER_NEAREST)
-            )
+            method = cv2.INTER_NEAREST if key == "trimap" else interp(cv2.INTER_NEAREST)
             fields[key] = resize(value, width, height, method)
     trimap = fields["trimap"]
     assert trimap is not None
@@ -244,13 +264,11 @@ def crop_around_unknown(sample: Sample, size: int, rng: np.random.Generator, int
     else:
         # A cell's index in the inner grid, times 4, is the top-left corner that centres it.
         top, left = (int(v) * 4 for v in cells[rng.integers(len(cells))])
-    return replace(
-        sample,
-        **{
-            key: None if value is None else value[top : top + size, left : left + size]
-            for key, value in fields.items()
-        },
-    )
+    window = np.s_[top : top + size, left : left + size]
+    cropped = {key: None if value is None else value[window] for key, value in fields.items()}
+    if sample.bg is not None:
+        cropped["bg"] = resize(sample.bg, width, height, interp(cv2.INTER_CUBIC))[window]
+    return replace(sample, **cropped)
 
 
 def jitter(sample: Sample, hue: float, rng: np.random.Generator) -> Sample:
@@ -258,15 +276,21 @@ def jitter(sample: Sample, hue: float, rng: np.random.Generator) -> Sample:
     and value by up to (1.1 - their mean over the foreground) / 10, reflected back into [0, 1]."""
     target = "fg" if sample.fg is not None else "image"
     colour = getattr(sample, target)
-    if hue <= 0 or colour is None or not np.any(sample.alpha > 0):
-        return sample
-    hsv = cv2.cvtColor(np.ascontiguousarray(colour, dtype=np.float32), cv2.COLOR_RGB2HSV)
-    planes = list(cv2.split(hsv))  # contiguous planes: in-place arithmetic on them is fast
-    planes[0] += np.float32(rng.integers(-int(hue), int(hue)))
-    np.remainder(planes[0], 360, out=planes[0])
     inside = sample.alpha > 0
+    if hue <= 0 or colour is None or not inside.any():
+        return sample
+    hsv = cv2.cvtColor(unit_float(colour), cv2.COLOR_RGB2HSV)
+    planes = list(cv2.split(hsv))  # contiguous planes: in-place arithmetic on them is fast
+    shift = np.float32(rng.integers(-int(hue), int(hue)))
+    planes[0] += shift
+    # Hue modulo 360; |shift| < 360, so one correction on the side it moved to (np.remainder is slower).
+    if shift > 0:
+        np.subtract(planes[0], 360, out=planes[0], where=planes[0] >= 360)
+    else:
+        np.add(planes[0], 360, out=planes[0], where=planes[0] < 0)
+    mask = inside.view(np.uint8)
     for plane in planes[1:]:
-        bar = 1.1 - plane[inside].mean()
+        bar = 1.1 - cv2.mean(plane, mask)[0]
         plane += np.float32(rng.random() * bar / 5 - bar / 10)
         np.abs(plane, out=plane)
         np.subtract(2, plane, out=plane, where=plane > 1)  # reflect back below 1
@@ -275,36 +299,53 @@ def jitter(sample: Sample, hue: float, rng: np.random.Generator) -> Sample:
 
 
 def composite(sample: Sample) -> Sample:
-    """The training image I = a F + (1 - a) B, computed once in float32 (a composited sample is kept)."""
+    """The training image I = a F + (1 - a) B, computed once in float32, with ``fg``, ``bg`` and ``alpha``
+    made the float32 arrays it was computed from; a composited sample keeps its image (as float32)."""
     if sample.fg is None or sample.bg is None:
-        return sample
-    fg, bg, alpha = (np.ascontiguousarray(x, dtype=np.float32) for x in (sample.fg, sample.bg, sample.alpha))
-    a = alpha[..., None]
+        return sample if sample.image is None else replace(sample, image=unit_float(sample.image))
+    fg, bg = unit_float(sample.fg), unit_float(sample.bg)
+    alpha = np.ascontiguousarray(sample.alpha, dtype=np.float32)
+    # Alpha repeated over the channels: same-shape operands keep numpy's inner loops long (a broadcast
+    # over a last axis of 3 runs them three elements at a time); the values are those of a[..., None].
+    a = cv2.merge([alpha] * fg.shape[2])
     return replace(sample, fg=fg, bg=bg, alpha=alpha, image=a * fg + (1 - a) * bg)
 
 
-def to_arrays(sample: Sample) -> dict[str, np.ndarray]:
-    """The batch fields of a finished sample: ``image``, ``fg``, ``bg`` (3, H, W) float32 when present,
-    ``alpha`` (1, H, W) float32, ``trimap`` (1, H, W) uint8."""
-    assert sample.image is not None and sample.trimap is not None
-    out = {
-        "image": np.ascontiguousarray(sample.image.transpose(2, 0, 1), dtype=np.float32),
-        "alpha": np.ascontiguousarray(sample.alpha[None], dtype=np.float32),
-        "trimap": np.ascontiguousarray(sample.trimap[None], dtype=np.uint8),
-    }
-    for key in ("fg", "bg"):
-        value = getattr(sample, key)
-        if value is not None:
-            out[key] = np.ascontiguousarray(value.transpose(2, 0, 1), dtype=np.float32)
+def channels_first(array: np.ndarray) -> np.ndarray:
+    """(H, W) or (H, W, C) as a contiguous (1, H, W) or (C, H, W) copy (``cv2.split`` into the planes)."""
+    if array.ndim == 2:
+        return np.ascontiguousarray(array[None])
+    out = np.empty((array.shape[2], *array.shape[:2]), dtype=array.dtype)
+    cv2.split(np.ascontiguousarray(array), list(out))
     return out
 
 
-def standard_sample(sample: Sample, recipe: Recipe, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """The end of GCA's chain, after the trimap: crop, jitter, composite (``Task.make_sample``'s default)."""
+def to_arrays(sample: Sample, layers: bool = False) -> dict[str, np.ndarray]:
+    """The batch fields of a finished (composited) sample: ``image`` (3, H, W) float32, ``alpha`` (1, H, W)
+    float32, ``trimap`` (1, H, W) uint8 and, with ``layers``, ``fg`` and ``bg`` (3, H, W) float32 when the
+    sample has them (for a loss on the composition; otherwise they are not sent through the loader)."""
+    assert sample.image is not None and sample.trimap is not None
+    out = {
+        "image": channels_first(unit_float(sample.image)),
+        "alpha": channels_first(np.asarray(sample.alpha, dtype=np.float32)),
+        "trimap": channels_first(np.asarray(sample.trimap, dtype=np.uint8)),
+    }
+    for key in ("fg", "bg") if layers else ():
+        value = getattr(sample, key)
+        if value is not None:
+            out[key] = channels_first(unit_float(value))
+    return out
+
+
+def standard_sample(
+    sample: Sample, recipe: Recipe, rng: np.random.Generator, layers: bool = False
+) -> dict[str, np.ndarray]:
+    """The end of GCA's chain, after the trimap: crop, jitter, composite (``Task.make_sample``'s default);
+    ``layers`` keeps ``fg`` and ``bg`` in the batch (:func:`to_arrays`)."""
     interp = Resampler(recipe.data.interpolation, rng)
     sample = crop_around_unknown(sample, recipe.crop_size, rng, interp)
     sample = jitter(sample, recipe.data.hue, rng)
-    return to_arrays(composite(sample))
+    return to_arrays(composite(sample), layers)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -445,21 +486,21 @@ class TrainingSet(Dataset):
             fg_index = index % len(source.foregrounds)
             sample = Sample(
                 alpha=read_gray(source.alphas[fg_index]),
-                fg=read_image(source.foregrounds[fg_index])[0],
-                bg=read_image(source.backgrounds[index % len(source.backgrounds)])[0],
+                fg=read_image_uint8(source.foregrounds[fg_index]),
+                bg=read_image_uint8(source.backgrounds[index % len(source.backgrounds)]),
                 name=source.foregrounds[fg_index].stem,
             )
             if rng.random() < options.merge_prob:
                 # As the official generator: a second foreground a random distance further in the list.
                 other = (fg_index + int(rng.integers(len(source.foregrounds)))) % len(source.foregrounds)
-                fg2, alpha2 = read_image(source.foregrounds[other])[0], read_gray(source.alphas[other])
+                fg2, alpha2 = read_image_uint8(source.foregrounds[other]), read_gray(source.alphas[other])
                 sample = merge_foregrounds(sample, fg2, alpha2, interp)
         else:
             image_index = index % len(source.images)
             trimap = read_trimap(source.trimaps[image_index]) if source.trimaps else None
             sample = Sample(
                 alpha=read_gray(source.alphas[image_index]),
-                image=read_image(source.images[image_index])[0],
+                image=read_image_uint8(source.images[image_index]),
                 name=source.images[image_index].stem,
             )
             if trimap is not None:
@@ -500,7 +541,8 @@ class StreamSampler(Sampler[tuple[int, int]]):
 
 def seed_worker(worker_id: int) -> None:
     """DataLoader ``worker_init_fn``: per-worker seeds for Python's and NumPy's global generators (derived
-    from the seed torch gives each worker); SIGTERM and SIGINT are left to the main process.
+    from the seed torch gives each worker); SIGTERM and SIGINT are left to the main process; freed memory
+    is kept for the next sample (:func:`keep_freed_memory`).
 
     A cluster pre-empting a job signals every process of it: a worker that died of it would make the main
     process fail with "DataLoader worker is killed" instead of saving; the main process stops the workers
@@ -508,9 +550,28 @@ def seed_worker(worker_id: int) -> None:
     """
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    keep_freed_memory()
     seed = torch.initial_seed() % 2**32
     random.seed(seed)
     np.random.seed(seed)
+
+
+def keep_freed_memory() -> bool:
+    """Have glibc's malloc keep freed memory for reuse rather than hand it back to the kernel; True when
+    it did (other C libraries are left alone).
+
+    Each sample allocates and frees images of megabytes.  By default glibc maps such blocks fresh from the
+    kernel (above a threshold that adapts only up to where it started) and trims the heap's free top, so
+    the next sample pays a page fault per 4 KiB page it writes: on the virtual machine measured
+    (docs/benchmarks.md) that cost more than the resizes and colour conversions themselves.  Blocks up to
+    32 MiB come from the heap, and up to 256 MiB of freed heap stays mapped (a worker keeps its peak).
+    """
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):  # not glibc
+        return False
+    mmap_threshold, trim_threshold = -3, -1  # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD (malloc.h)
+    return bool(mallopt(mmap_threshold, 32 << 20)) and bool(mallopt(trim_threshold, 256 << 20))
 
 
 def serial_opencv() -> None:

@@ -111,6 +111,9 @@ class Task(ABC):
     Options: ClassVar[type] = NoOptions
     #: The module whose weights become ``RUN_DIR/model.safetensors`` and are validated.
     export: ClassVar[str] = "generator"
+    #: Whether the default ``make_sample`` puts ``fg`` and ``bg`` in the batch (a loss on the composition
+    #: needs them; otherwise two of a sample's three colour images are not sent through the loader).
+    layers: ClassVar[bool] = False
 
     def __init__(self, recipe: Recipe) -> None:
         self.recipe = recipe
@@ -143,9 +146,10 @@ class Task(ABC):
     def make_sample(self, sample: Sample, rng: np.random.Generator) -> dict[str, np.ndarray]:
         """The batch fields of one sample (numpy, channels first), from a sample that has been merged,
         resized, warped and given a trimap.  Default: crop around the unknown region, jitter, composite;
-        fields ``image``, ``alpha``, ``trimap`` and, when composited on the fly, ``fg`` and ``bg``.
+        fields ``image``, ``alpha``, ``trimap`` and, when composited on the fly and ``layers`` is set,
+        ``fg`` and ``bg``.
         Every sample of a dataset must give the same fields and shapes (they are stacked into a batch)."""
-        return standard_sample(sample, self.recipe, rng)
+        return standard_sample(sample, self.recipe, rng, self.layers)
 
     # 4. the step -------------------------------------------------------------------------------------
 

@@ -50,7 +50,14 @@ from torch.utils.data import DataLoader
 from mattekit.errors import MattekitError
 from mattekit.evaluate import find_cases, predict_and_score
 from mattekit.io import atomic_save
-from mattekit.train.data import StreamSampler, TrainingSet, find_source, seed_worker, serial_opencv
+from mattekit.train.data import (
+    StreamSampler,
+    TrainingSet,
+    find_source,
+    keep_freed_memory,
+    seed_worker,
+    serial_opencv,
+)
 from mattekit.train.recipe import Recipe, dumps, load_recipe
 from mattekit.train.syncbn import CPUSyncBatchNorm
 from mattekit.train.task import Optimization, Task, get_task
@@ -309,6 +316,10 @@ class Trainer:
     ) -> None:
         self.recipe, self.run_dir, self.val, self.quiet = recipe, run_dir, val, quiet
         self.procs = setup_processes(device)
+        if self.procs.device.type == "cpu":
+            # Every CPU step allocates and frees its activations and gradients: reusing that memory
+            # instead of faulting fresh pages in made a GCA step ~20% faster (docs/benchmarks.md).
+            keep_freed_memory()
         self.task: Task = get_task(recipe.task)(recipe)
         self.source = find_source(data, recipe.data)
         self.val_cases = self._val_cases(val)
