@@ -3,7 +3,7 @@
     python benchmarks/information_flow.py solvers GT04 Trimap1     # preconditioners on one system
     python benchmarks/information_flow.py memory GT01 Trimap1      # peak memory growth, IFM vs closed-form
     python benchmarks/information_flow.py speed                    # seconds, IFM vs closed-form, 18 cases
-    python benchmarks/information_flow.py speed hints              # the same for the edge-hints variant
+    python benchmarks/information_flow.py speed known              # the same for edges="known"
 
 ``solvers`` builds the system of one alphamatting-dev case once, then solves it with conjugate gradient
 under each preconditioner (pymatting's thresholded incomplete Cholesky at two discard thresholds, pyamg's
@@ -117,18 +117,18 @@ def memory(name: str, trimap_set: str) -> None:
 
 
 def speed(variant: str = "") -> None:
-    """Closed-form, the registered information flow and the solver alone; ``speed hints``: closed-form and
-    the edge-hints variant instead (its scores go to stdout too)."""
+    """Closed-form, the registered information flow and the solver alone; ``speed known``: closed-form and
+    the known-pixels variant (``edges="known"``) instead (its scores go to stdout too)."""
     from mattekit.evaluate import read_alpha
     from mattekit.metrics import score
     from mattekit.models.information_flow import InformationFlowMatting
     from mattekit.predictor import load_model
 
     models = {name: load_model(name) for name in ("closed-form", "information-flow")}
-    models["untrimmed"] = InformationFlowMatting(trim_edges=False)
-    if variant == "hints":  # same columns: "information-flow" is the variant, "untrimmed" not run
+    models["untrimmed"] = InformationFlowMatting(edges="off")
+    if variant == "known":  # same columns: "information-flow" is the variant, "untrimmed" not run
         models = {"closed-form": models["closed-form"],
-                  "information-flow": InformationFlowMatting(edge_hints=True)}
+                  "information-flow": InformationFlowMatting(edges="known")}
     warm_image, warm_trimap = _case("GT01", "Trimap1")
     for model in models.values():  # imports and compiled code are not part of the timing
         model.infer(warm_image[None, :64, :64], warm_trimap[None, :64, :64])

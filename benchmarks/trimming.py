@@ -6,9 +6,9 @@ Each case's trimap is trimmed once (:func:`mattekit.trimap.trim_edges`); each mo
 with the trimap as given and with the trimmed one, and both are scored over the original unknown region.
 ``information-flow-solver`` is information flow without its own edge trimming (what ``--trim`` adds to it
 is measured here, since the registered ``information-flow`` trims its edges itself);
-``information-flow-hints`` is ``InformationFlowMatting(edge_hints=True)``, whose "off" rows are that
-variant (the labelled pixels as K-to-U estimates, then set).  One row per case and
-setting goes to stdout (``row MODEL off|edges SET NAME sad … s …``), then the means; results go to
+``information-flow-known`` is ``InformationFlowMatting(edges="known")``, whose "off" rows are that
+variant (the labelled pixels made known; the registered model uses them as K-to-U hints).  One row per
+case and setting goes to stdout (``row MODEL off|edges SET NAME sad … s …``), then the means; results go to
 docs/benchmarks.md.
 """
 
@@ -32,9 +32,9 @@ from mattekit.trimap import trim_edges
 
 def _model(name: str) -> MattingModel:
     if name == "information-flow-solver":
-        return InformationFlowMatting(trim_edges=False)
-    if name == "information-flow-hints":  # its own "off" row is the edge-hints variant
-        return InformationFlowMatting(edge_hints=True)
+        return InformationFlowMatting(edges="off")
+    if name == "information-flow-known":  # its own "off" row is the known-pixels variant
+        return InformationFlowMatting(edges="known")
     return load_model(name)
 
 

@@ -231,8 +231,8 @@ def test_edge_trimming_agrees_with_ground_truth(dev_dir: Path) -> None:
 
 
 def test_edge_hints_steer_the_known_to_unknown_estimate(dev_dir: Path) -> None:
-    """With ``hints`` the labelled pixels stay unknown but their K-to-U estimate is their label; the
-    ``edge_hints`` model then sets them to it."""
+    """With ``hints`` the labelled pixels stay unknown but their K-to-U estimate is their label, which the
+    default model's solve then mostly keeps (the other flows may overrule it)."""
     image, trimap, _ = _crop(dev_dir, "GT05", size=64)
     hints = trim_edges(image, trimap)
     hinted = (trimap == UNKNOWN) & (hints != UNKNOWN)
@@ -242,8 +242,12 @@ def test_edge_hints_steer_the_known_to_unknown_estimate(dev_dir: Path) -> None:
     assert matrix.shape == plain[0].shape  # the same unknowns
     order = hints[trimap == UNKNOWN]
     assert np.array_equal(estimate[order != UNKNOWN], (order[order != UNKNOWN] == FOREGROUND).astype(float))
-    alpha = InformationFlowMatting(edge_hints=True).infer(image[None], trimap[None])[0]
-    assert np.array_equal(alpha[hinted], (hints[hinted] == FOREGROUND).astype(np.float32))
+    alpha = InformationFlowMatting().infer(image[None], trimap[None])[0]
+    assert np.array_equal(alpha, InformationFlowMatting(edges="hints").infer(image[None], trimap[None])[0])
+    labels = (hints[hinted] == FOREGROUND).astype(np.float32)
+    unhinted = InformationFlowMatting(edges="off").infer(image[None], trimap[None])[0]
+    # Measured: 0.0064 from the labels with hints, 0.0137 without, over 1112 hinted pixels.
+    assert np.abs(alpha[hinted] - labels).mean() < 0.6 * np.abs(unhinted[hinted] - labels).mean()
 
 
 def test_predict_cli_trim(tmp_path: Path, dev_dir: Path) -> None:

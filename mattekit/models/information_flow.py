@@ -33,8 +33,9 @@ The minimiser of E_CM + σ_KU E_KU + σ_UU E_UU + σ_L E_L with the known pixels
 with a preconditioned conjugate gradient.
 
 Before the solve, each trimap is trimmed with the known-unknown-edge trimming of Shahrian et al. 2013
-(:func:`mattekit.trimap.trim_edges`; ``InformationFlowMatting(trim_edges=False)`` skips it), on by
-measurement: mean SAD 5.03 → 4.40 over the 18 alphamatting-dev cases (docs/benchmarks.md).
+(:func:`mattekit.trimap.trim_edges`), whose labels become K-to-U estimates with confidence 1 (the
+toolbox's use; ``InformationFlowMatting(edges=...)``), on by measurement: mean SAD 5.03 → 4.41 over the
+18 alphamatting-dev cases, and lower MSE, Grad and Conn (docs/benchmarks.md).
 
 Choices the papers leave open or that mattekit makes differently (REC; only the solver was chosen by
 measurement, the others are not tuned).  Where the authors' toolbox differs, it is said; none of these
@@ -54,9 +55,10 @@ differences could be checked against the papers' equations:
   divided by 100, which its comments say comes from KNN matting's public code, not from this paper.
 - The K-to-U flow is computed on the trimap as given.  The toolbox computes it on a patch-trimmed trimap
   and sets w^F to 0 or 1 with confidence 1 where its known-unknown-edge trimming (Shahrian et al. 2013)
-  labels a pixel, and chooses E_1 or E_2 automatically with a colour-histogram test.  mattekit trims the
-  edges before the solve and makes the labelled pixels known (``InformationFlowMatting``); its
-  ``edge_hints=True`` uses them as the toolbox does instead (measured in docs/benchmarks.md).
+  labels a pixel, then sets those pixels to their labels after the solve, and chooses E_1 or E_2
+  automatically with a colour-histogram test.  mattekit uses the edge trimming's labels as those
+  estimates but does not set them afterwards: setting them (mean SAD 4.33 against 4.41) cut hard steps
+  where a label is wrong, as making them known does (docs/benchmarks.md).
 - The matting Laplacian's ε is 1e-6 (Levin et al.'s default is 1e-7); not tuned.
 - A tiny pull (1e-6) towards the K-to-U estimate keeps the system positive definite when an unknown
   component reaches no known pixel through any flow.
@@ -87,6 +89,8 @@ from mattekit.models.classical import degenerate_alpha
 from mattekit.trimap import BACKGROUND, FOREGROUND, UNKNOWN, trim_edges
 
 Preconditioner = Literal["ichol", "jacobi"]
+#: How edge-trimmed labels enter the solve (:class:`InformationFlowMatting`).
+EdgeUse = Literal["hints", "known", "off"]
 
 #: Added to the diagonal of every local-linear-embedding Gram matrix (colours in [0, 1]).
 LLE_CONDITIONING = 1e-3
@@ -332,13 +336,15 @@ def information_flow_alpha(
 class InformationFlowMatting(MattingModel):
     """Information-flow matting applied image by image (a sparse solve per image, not a batched network).
 
-    ``trim_edges`` (on by default, by measurement) first trims each trimap with the known-unknown-edge
-    trimming of Shahrian et al. (:func:`mattekit.trimap.trim_edges`), as the authors' toolbox does inside
-    its information-flow matting: on alphamatting-dev it lowers the mean SAD from 5.03 to 4.40
-    (docs/benchmarks.md).  The pixels it labels become known.  ``edge_hints=True`` instead keeps them
-    unknown, makes their labels the K-to-U estimate with confidence 1 (the toolbox's use) and sets them to
-    their labels after the solve (the toolbox's post-trimming): mean SAD 4.33, and better MSE, Grad and
-    Conn, but the solve keeps all the unknowns, so it is slower (off by default, see docs/benchmarks.md).
+    ``edges`` says how the known-unknown-edge trimming of Shahrian et al.
+    (:func:`mattekit.trimap.trim_edges`) enters the solve, as the authors' toolbox uses it inside its
+    information-flow matting.  ``"hints"`` (the default, by measurement and by eye): the pixels it labels
+    stay unknown and their labels become the K-to-U estimate with confidence 1, so the flows can still
+    overrule a wrong label.  ``"known"``: they become known pixels (a smaller, faster system, but a wrong
+    label is a hard 0 or 1: it cut a visible step into the cheek of ``docs/images/chelsea.png``).
+    ``"off"``: no trimming.  Over the 18 alphamatting-dev cases (docs/benchmarks.md) mean SAD / MSE / Grad
+    / Conn: hints 4.41 / 0.0061 / 2.06 / 3.88, known 4.40 / 0.0076 / 2.55 / 4.04, off 5.03 / 0.0067 /
+    2.19 / 4.26.
     """
 
     requirements = Requirements(trimap=True)
@@ -347,22 +353,19 @@ class InformationFlowMatting(MattingModel):
         self,
         params: FlowParameters | None = None,
         preconditioner: Preconditioner = "ichol",
-        trim_edges: bool = True,
-        edge_hints: bool = False,
+        edges: EdgeUse = "hints",
     ) -> None:
         self.params = params or FlowParameters()
         self.preconditioner = preconditioner
-        self.trim_edges = trim_edges
-        self.edge_hints = edge_hints
+        self.edges = edges
 
     def bytes_per_pixel(self, unknown: float = 1.0) -> float:
         """Peak memory growth of one solve per image pixel, measured (``benchmarks/information_flow.py
         memory``) without edge trimming: 937 B at 9.7 % unknown (GT01/Trimap1; closed-form 504 B), 2182 B at
         48.6 % unknown (GT04/Trimap2; closed-form 1380 B); the line through both, as the engine's rule for
-        solvers whose cost grows with the unknown share (docs/engine.md).  Edge trimming (on by default)
-        leaves fewer unknowns, by an amount only the image decides: measured 539 B and 1335 B on the same
-        cases (closed-form 511 B and 1376 B, same runs), so the line is an upper bound, 1.7× over there,
-        kept for trimaps that trimming cannot shrink."""
+        solvers whose cost grows with the unknown share (docs/engine.md).  Edge hints keep every unknown
+        pixel in the system, so the line holds for them; ``edges="known"`` leaves fewer unknowns (measured
+        539 B and 1335 B on the same cases), for which it is an upper bound."""
         return 630 + 3200 * unknown
 
     def infer(self, images: np.ndarray, trimaps: np.ndarray | None) -> np.ndarray:
@@ -371,14 +374,12 @@ class InformationFlowMatting(MattingModel):
         return np.stack([self._one(image, trimap) for image, trimap in zip(images, trimaps, strict=True)])
 
     def _one(self, image: np.ndarray, trimap: np.ndarray) -> np.ndarray:
-        if not self.trim_edges:
+        if self.edges == "off":
             return information_flow_alpha(image, trimap, self.params, self.preconditioner)
         trimmed = trim_edges(image, trimap)
-        if not self.edge_hints:
+        if self.edges == "known":
             return information_flow_alpha(image, trimmed, self.params, self.preconditioner)
-        alpha = information_flow_alpha(image, trimap, self.params, self.preconditioner, hints=trimmed)
-        alpha[trimmed == FOREGROUND], alpha[trimmed == BACKGROUND] = 1.0, 0.0
-        return alpha
+        return information_flow_alpha(image, trimap, self.params, self.preconditioner, hints=trimmed)
 
 
 def information_flow(**_: object) -> MattingModel:
