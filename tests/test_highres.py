@@ -149,6 +149,9 @@ def check_tiled_against_whole(model: MattingModel, data: MattingInput, truth: np
         ("shared-sampling", "GT04", "Trimap1"), ("shared-sampling", "GT04", "Trimap2"),
         ("closed-form", "GT04", "Trimap1"), ("closed-form", "GT02", "Trimap2"),
         ("learning-based", "GT07", "Trimap1"),
+        # The default model; its tiles were 1.32x the whole SAD here before windows measured positions
+        # against the whole image (infer_window's frame).
+        ("information-flow", "GT07", "Trimap2"),
     ],
 )
 def test_weight_free_models_tiled_are_as_good_as_whole(
@@ -181,3 +184,22 @@ def test_tiles_short_of_context_take_the_coarse_guide_not_the_shortcut(dev_dir: 
     for tile in tiles.short:  # none of them one solid value
         top, bottom, left, right = tile.focus
         assert np.ptp(tiled[top:bottom, left:right][unknown[top:bottom, left:right]]) > 0.5
+
+
+def test_knn_on_a_whole_image_is_pymatting_s_and_its_windows_measure_positions_in_the_frame(
+    dev_dir: Path,
+) -> None:
+    import pymatting
+
+    from mattekit.models.classical import knn_alpha
+
+    data, _ = half_size(dev_dir, "GT07", "Trimap1")
+    assert data.trimap is not None
+    rows, cols = np.nonzero(data.trimap == UNKNOWN)  # a 128 px crop around the unknown region's middle
+    crop = np.s_[int(rows.mean()) - 64 : int(rows.mean()) + 64, int(cols.mean()) - 64 : int(cols.mean()) + 64]
+    image, trimap = data.image[crop].astype(np.float64), data.trimap[crop] / 255.0
+    assert {0.0, 1.0} <= set(np.unique(trimap))
+    ours = knn_alpha(image, trimap)
+    assert np.array_equal(ours, np.clip(pymatting.estimate_alpha_knn(image, trimap), 0, 1))
+    # The same window as part of an image 4x its size: positions weigh 4x less, and the alpha changes.
+    assert np.abs(knn_alpha(image, trimap, frame=(512, 512)) - ours).max() > 0.01

@@ -98,6 +98,19 @@ class MattingModel(ABC):
         """
         return round(batch * height * width * self.bytes_per_pixel(unknown))
 
+    def infer_window(
+        self, images: np.ndarray, trimaps: np.ndarray | None, frame: tuple[int, int]
+    ) -> np.ndarray:
+        """Raw alpha for a batch of windows cut from one image of ``frame`` = (height, width) pixels.
+
+        The engine calls this for tiles.  Models whose affinities measure pixel positions relative to the
+        input's size (KNN matting's and information flow's neighbour features hold x / width) override
+        it to measure them relative to the whole image, so that a window builds the affinities the
+        whole-image pass builds (a 500 px window of a 2400 px photo would otherwise weigh distance 5x
+        more, docs/engine.md "Context"); for every other model a window is just a smaller image.
+        """
+        return self.infer(images, trimaps)
+
     def infer_context(
         self, images: np.ndarray, trimaps: np.ndarray | None, context: TileContext
     ) -> np.ndarray:

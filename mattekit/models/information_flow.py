@@ -89,10 +89,12 @@ class FlowParameters:
 
 
 class _Problem:
-    """Image features and the index of every unknown pixel in the list of unknowns."""
+    """Image features and the index of every unknown pixel in the list of unknowns; positions in the
+    features are relative to ``frame`` = (height, width), the whole image a window was cut from."""
 
-    def __init__(self, image: np.ndarray, trimap: np.ndarray) -> None:
+    def __init__(self, image: np.ndarray, trimap: np.ndarray, frame: tuple[int, int] | None = None) -> None:
         self.height, self.width = trimap.shape
+        self.frame = frame or (self.height, self.width)
         self.colors = image.reshape(-1, 3).astype(np.float64)
         self.unknown = np.flatnonzero(trimap.ravel() == UNKNOWN)
         self.foreground = np.flatnonzero(trimap.ravel() == FOREGROUND)
@@ -102,12 +104,12 @@ class _Problem:
         self.known_alpha = (trimap.ravel() == FOREGROUND).astype(np.float64)
 
     def features(self, pixels: np.ndarray, position_weight: float) -> np.ndarray:
-        """[r, g, b, w·x̃, w·ỹ] of ``pixels`` (flat indices), positions divided by the image size."""
+        """[r, g, b, w·x̃, w·ỹ] of ``pixels`` (flat indices), positions divided by the frame's size."""
         rows, cols = np.divmod(pixels, self.width)
         return np.column_stack([
             self.colors[pixels],
-            position_weight * cols / self.width,
-            position_weight * rows / self.height,
+            position_weight * cols / self.frame[1],
+            position_weight * rows / self.frame[0],
         ])
 
 
@@ -220,10 +222,11 @@ def local_laplacian(
 
 
 def build_system(
-    image: np.ndarray, trimap: np.ndarray, params: FlowParameters
+    image: np.ndarray, trimap: np.ndarray, params: FlowParameters, frame: tuple[int, int] | None = None
 ) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
-    """The system A α_U = b of §3.5 over the unknown pixels, and the K-to-U estimate w^F (a start)."""
-    problem = _Problem(image, trimap)
+    """The system A α_U = b of §3.5 over the unknown pixels, and the K-to-U estimate w^F (a start);
+    positions relative to ``frame`` (default: the image itself)."""
+    problem = _Problem(image, trimap, frame)
     mixing, mixing_fixed = color_mixture(problem, params)
     matrix = (mixing.T @ mixing).tocsr()
     rhs = mixing.T @ mixing_fixed
@@ -275,12 +278,14 @@ def information_flow_alpha(
     trimap: np.ndarray,
     params: FlowParameters | None = None,
     preconditioner: Preconditioner = "ichol",
+    frame: tuple[int, int] | None = None,
 ) -> np.ndarray:
-    """Alpha (H, W) float32 of one image (H, W, 3) in [0, 1] with its canonical trimap (H, W)."""
+    """Alpha (H, W) float32 of one image (H, W, 3) in [0, 1] with its canonical trimap (H, W); for a
+    window of a bigger image, ``frame`` is that image's (height, width), which positions are relative to."""
     known_fg, known_bg = (trimap == FOREGROUND).any(), (trimap == BACKGROUND).any()
     if not (trimap == UNKNOWN).any() or not (known_fg and known_bg):
         return degenerate_alpha(trimap, known_fg, known_bg)
-    matrix, rhs, estimate = build_system(image, trimap, params or FlowParameters())
+    matrix, rhs, estimate = build_system(image, trimap, params or FlowParameters(), frame)
     alpha = (trimap == FOREGROUND).astype(np.float64).ravel()
     alpha[trimap.ravel() == UNKNOWN] = solve(matrix, rhs, estimate, preconditioner)
     return np.clip(alpha, 0.0, 1.0).reshape(trimap.shape).astype(np.float32)
@@ -305,10 +310,23 @@ class InformationFlowMatting(MattingModel):
         return 630 + 3200 * unknown
 
     def infer(self, images: np.ndarray, trimaps: np.ndarray | None) -> np.ndarray:
+        return self._solve(images, trimaps, None)
+
+    def infer_window(
+        self, images: np.ndarray, trimaps: np.ndarray | None, frame: tuple[int, int]
+    ) -> np.ndarray:
+        # Its features hold x / width (§3.1-3.3): a window measures positions against the whole image.
+        return self._solve(images, trimaps, frame)
+
+    def _solve(
+        self, images: np.ndarray, trimaps: np.ndarray | None, frame: tuple[int, int] | None
+    ) -> np.ndarray:
         if trimaps is None:
             raise MattekitError("this solver needs a trimap (--trimap)")
         pairs = zip(images, trimaps, strict=True)
-        return np.stack([information_flow_alpha(i, t, self.params, self.preconditioner) for i, t in pairs])
+        return np.stack([
+            information_flow_alpha(i, t, self.params, self.preconditioner, frame) for i, t in pairs
+        ])
 
 
 def information_flow(**_: object) -> MattingModel:
