@@ -131,6 +131,7 @@ def grid(
     margin: int | None = None,
     max_side: int | None = None,
     grow: bool = True,
+    least_area: int = 0,
 ) -> TileGrid:
     """Tile an image (``0 <= overlap < tile``, see :func:`mattekit.engine.planner.check`).
 
@@ -140,7 +141,8 @@ def grid(
     With a ``margin`` (and a trimap), a tile contributes only its ``focus``, the bounding box of its
     unknown pixels, and the model sees a ``window`` around it: the focus grown by ``margin`` px, then
     grown further (doubling the growth) until it holds enough known foreground and background pixels
-    (``MIN_KNOWN_SHARE``), reaches the image, or would exceed ``max_side`` px on a side.  Without a
+    (``MIN_KNOWN_SHARE``) and at least ``least_area`` pixels (models with non-local affinities), reaches
+    the image, or would exceed ``max_side`` px on a side.  Without a
     ``margin`` (models that compare whole patches) window and focus are the core.
     """
     rows, cols = axis(height, tile, overlap), axis(width, tile, overlap)
@@ -164,7 +166,10 @@ def grid(
                 window = _within(_grown(focus, margin, trimap.shape, max(height, width)), core)
                 run.append(Tile(*core, r, c, window, focus, _unknown_share(trimap, window)))
                 continue
-            window, enough = _context_window(trimap, focus, margin, max_side or max(height, width), need)
+            least = min(least_area, height * width)
+            window, enough = _context_window(
+                trimap, focus, margin, max_side or max(height, width), need, least
+            )
             run.append(Tile(*core, r, c, window, focus, _unknown_share(trimap, window)))
             if not enough:
                 short.append(run[-1])
@@ -193,19 +198,24 @@ def _bounding_box(core: Box, unknown: np.ndarray) -> Box:
 
 
 def _context_window(
-    trimap: np.ndarray, focus: Box, margin: int, max_side: int, need: tuple[float, float]
+    trimap: np.ndarray, focus: Box, margin: int, max_side: int, need: tuple[float, float], least: int = 0
 ) -> tuple[Box, bool]:
     """``focus`` grown by ``margin``, then by doubling amounts until the window holds the ``need``ed shares
-    of known foreground and background; whether it does (it may stop at ``max_side`` or the image)."""
+    of known foreground and background and ``least`` pixels; whether it does (it may stop at
+    ``max_side`` or the image)."""
     growth = margin
     window = _grown(focus, growth, trimap.shape, max_side)
-    while not (enough := _holds(trimap, window, need)):
+    while not (enough := _holds(trimap, window, need) and _pixels(window) >= least):
         growth = max(2 * growth, 16)
         bigger = _grown(focus, growth, trimap.shape, max_side)
         if bigger == window:
             break
         window = bigger
     return window, enough
+
+
+def _pixels(box: Box) -> int:
+    return (box[1] - box[0]) * (box[3] - box[2])
 
 
 def _grown(focus: Box, growth: int, shape: tuple[int, ...], max_side: int) -> Box:

@@ -80,6 +80,12 @@ class MattingModel(ABC):
     #: overlap, as their global attention makes every extra pixel cost quadratically.
     grow_context: ClassVar[bool] = True
 
+    #: The least share of the image's area a tile's window must hold, for models whose affinities reach
+    #: across the whole image (KNN matting: each pixel's neighbours in colour are found anywhere in it);
+    #: the engine then also cuts tiles about that large, so that windows add little to the tiles.
+    #: 0 for models whose context is local (docs/engine.md, "Context").
+    window_share: float = 0.0
+
     def bytes_per_pixel(self, unknown: float = 1.0) -> float:
         """Peak bytes per input pixel of one ``infer`` call, when that grows linearly with the area.
 
