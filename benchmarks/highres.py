@@ -15,6 +15,7 @@ weights may be shipped or downloaded here), so only consistency with the whole-i
         --photos GT01 GT04 --out results.json              # dev photos upscaled 3x, both trimaps
     python benchmarks/highres.py sweep --out sweep.json     # issue 9's sweep, most valuable cases first
     python benchmarks/highres.py sweep-table sweep.json      # whole / auto / tiled side by side
+    python benchmarks/highres.py context --model knn --shares 0 0.25 --unframed   # tiles vs whole, half size
     python benchmarks/highres.py memory --scales 0.25 1    # each solver's peak memory per pixel
     python benchmarks/highres.py plan --size 6000           # tile-size sweep: pixels to run, no inference
     python benchmarks/highres.py table results.json          # markdown rows for docs/benchmarks.md
@@ -215,12 +216,12 @@ def scores(case: dict, tile_size: int | None = None) -> dict:
     return result
 
 
-def worst_tile(difference: np.ndarray, unknown: np.ndarray, tile: int) -> float:
+def worst_tile(difference: np.ndarray, unknown: np.ndarray, tile: int, overlap: int | None = None) -> float:
     """The largest ratio of a tile core's mean difference over its unknown pixels to the image's mean
     (cores with at least 1 % unknown pixels and a mean above half an 8-bit level)."""
     mean = difference[unknown].mean()
     marks = np.where(unknown, UNKNOWN, BACKGROUND).astype(np.uint8)
-    cores = grid(*unknown.shape, tile, min(32, tile // 4), marks)
+    cores = grid(*unknown.shape, tile, min(32, tile // 4) if overlap is None else overlap, marks)
     worst = 0.0
     for t in cores.run:
         part = unknown[t.top : t.bottom, t.left : t.right]
@@ -364,6 +365,71 @@ def command_sweep_table(args: argparse.Namespace) -> None:
         print("| " + " | ".join(str(c) for c in row) + " |")
 
 
+def command_context(args: argparse.Namespace) -> None:
+    """Tiled against whole on a dev photo at ``--scale`` of its size, for each window share (and with the
+    frame switched off, as before issue 9's second session): SAD against the ground truth, SAD against
+    the whole matte, the worst tile, model megapixels; with ``--look DIR``, PNGs of whole, tiled and
+    4 x |tiled - whole| with the worst tile boxed (for the eye)."""
+    dev = load_input(DEV / "input_training_lowres" / f"{args.photo}.png",
+                     DEV / "trimap_training_lowres" / args.trimap / f"{args.photo}.png")
+    assert dev.trimap is not None
+    height, width = dev.trimap.shape
+    size = (int(width * args.scale), int(height * args.scale))  # as tests/test_highres.py's half_size
+    data = MattingInput(cv2.resize(dev.image, size, interpolation=cv2.INTER_AREA),
+                        cv2.resize(dev.trimap, size, interpolation=cv2.INTER_NEAREST))
+    truth = cv2.resize(read_gray(DEV / "gt_training_lowres" / f"{args.photo}.png"), size,
+                       interpolation=cv2.INTER_AREA)
+    unknown = data.trimap == UNKNOWN
+    model = build_model(args.model, "cpu")
+    whole = run_model(model, data, TileOptions(tile="off"))
+    whole_sad = float(np.abs(whole - truth)[unknown].sum() / 1000)
+    print(f"load {os.getloadavg()[0]:.2f}; {args.model} {args.photo} {args.trimap} x{args.scale} {size}: "
+          f"whole SAD {whole_sad:.3f}", flush=True)
+    options = TileOptions(tile="on", tile_size=args.tile_size, overlap=args.overlap)
+    for framed in (True, False) if args.unframed else (True,):
+        if not framed:  # what tiles computed before windows were given the whole image's frame
+            model.infer_window = lambda images, trimaps, _: model.infer(images, trimaps)  # type: ignore
+        for share in args.shares:
+            model.window_share = share
+            start = time.perf_counter()
+            how = plan(model, *unknown.shape, data.trimap, options)
+            tiled = run_model(model, data, options)
+            seconds = time.perf_counter() - start
+            difference = np.abs(tiled - whole)
+            sad = float(np.abs(tiled - truth)[unknown].sum() / 1000)
+            worst = worst_tile(difference, unknown, args.tile_size, args.overlap)
+            assert how.grid is not None
+            print(json.dumps({
+                "frame": framed, "window_share": share, "sad_vs_truth": round(sad, 3),
+                "ratio": round(sad / whole_sad, 3),
+                "sad_vs_whole": round(float(difference[unknown].sum() / 1000), 3),
+                "mean_difference_255": round(float(difference[unknown].mean() * 255), 2),
+                "worst_tile": round(worst, 2), "tiles": len(how.grid.run), "short": len(how.grid.short),
+                "model_megapixels": round(how.model_pixels / 1e6, 2), "seconds": round(seconds, 1),
+            }), flush=True)
+            if args.look:
+                _look(args.look / f"{args.model}_{args.photo}_{args.trimap}_share{share}_frame{framed}",
+                      whole, tiled, unknown, args.tile_size, args.overlap)
+
+
+def _look(
+    stem: Path, whole: np.ndarray, tiled: np.ndarray, unknown: np.ndarray, tile: int, overlap: int
+) -> None:
+    """whole | tiled | 4 x |tiled - whole| side by side, the worst tile core boxed in red."""
+    difference = np.abs(tiled - whole)
+    mean = difference[unknown].mean()
+    marks = np.where(unknown, UNKNOWN, BACKGROUND).astype(np.uint8)
+    tiles = grid(*unknown.shape, tile, overlap, marks).run
+    cores = [np.s_[t.top : t.bottom, t.left : t.right] for t in tiles]
+    worst = tiles[int(np.argmax([difference[c][unknown[c]].mean() / mean for c in cores]))]
+    panels = [np.repeat((np.clip(a, 0, 1)[..., None] * 255).astype(np.uint8), 3, axis=2)
+              for a in (whole, tiled, np.clip(4 * difference, 0, 1))]
+    top, bottom, left, right = worst.top, worst.bottom, worst.left, worst.right
+    cv2.rectangle(panels[2], (left, top), (right - 1, bottom - 1), (255, 0, 0), 1)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    write_png(stem.with_suffix(".png"), np.hstack(panels) / 255.0)
+
+
 def command_plan(args: argparse.Namespace) -> None:
     """Pixels the model would run for each tile size and overlap (no inference), as a share of the image."""
     model = build_model(args.model, "cpu")
@@ -489,7 +555,7 @@ def main() -> None:
     run.add_argument("--out", type=Path, default=Path("highres-results.json"))
     sweep_parser = commands.add_parser("sweep", help="issue 9's sweep: whole / auto / tiled per case")
     sweep_parser.add_argument("--models", nargs="+", default=list(SWEEP_MODELS))
-    sweep_parser.add_argument("--photos", nargs="+", default=list(PHOTOS))
+    sweep_parser.add_argument("--photos", nargs="*", default=list(PHOTOS), help="none: only --big")
     sweep_parser.add_argument("--size", default="3x")
     sweep_parser.add_argument("--strategies", nargs="+", default=["whole", "auto", "tiled"])
     sweep_parser.add_argument("--big", action="store_true",
@@ -500,6 +566,16 @@ def main() -> None:
     sweep_parser.add_argument("--out", type=Path, default=Path("sweep-results.json"))
     sweep_table = commands.add_parser("sweep-table", help="markdown rows from a sweep's results")
     sweep_table.add_argument("results", type=Path)
+    context = commands.add_parser("context", help="tiled vs whole on a dev photo, per window share")
+    context.add_argument("--model", default="knn")
+    context.add_argument("--photo", default="GT04")
+    context.add_argument("--trimap", default="Trimap1")
+    context.add_argument("--scale", type=float, default=0.5)
+    context.add_argument("--tile-size", type=int, default=96)
+    context.add_argument("--overlap", type=int, default=16)
+    context.add_argument("--shares", nargs="+", type=float, default=[0.0, 0.25])
+    context.add_argument("--unframed", action="store_true", help="also without the whole image's frame")
+    context.add_argument("--look", type=Path, help="write PNG panels into this folder")
     case = commands.add_parser("case", help="(internal) one case, as JSON")
     case.add_argument("json")
     sweep = commands.add_parser("plan", help="tile-size sweep of the pixels to run, no inference")
@@ -524,7 +600,8 @@ def main() -> None:
         print(json.dumps(memory_case(json.loads(args.json))))
     else:
         handlers = {"run": command_run, "plan": command_plan, "table": command_table,
-                    "memory": command_memory, "sweep": command_sweep, "sweep-table": command_sweep_table}
+                    "memory": command_memory, "sweep": command_sweep, "sweep-table": command_sweep_table,
+                    "context": command_context}
         handlers[args.command](args)
 
 
