@@ -427,7 +427,7 @@ def _look(
     top, bottom, left, right = worst.top, worst.bottom, worst.left, worst.right
     cv2.rectangle(panels[2], (left, top), (right - 1, bottom - 1), (255, 0, 0), 1)
     stem.parent.mkdir(parents=True, exist_ok=True)
-    write_png(stem.with_suffix(".png"), np.hstack(panels) / 255.0)
+    write_png(stem.parent / f"{stem.name}.png", np.hstack(panels) / 255.0)  # the share has a dot
 
 
 def command_plan(args: argparse.Namespace) -> None:
