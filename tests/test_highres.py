@@ -219,3 +219,18 @@ def test_knn_on_a_whole_image_is_pymatting_s_and_its_windows_measure_positions_i
     assert np.array_equal(ours, np.clip(pymatting.estimate_alpha_knn(image, trimap), 0, 1))
     # The same window as part of an image 4x its size: positions weigh 4x less, and the alpha changes.
     assert np.abs(knn_alpha(image, trimap, frame=(512, 512)) - ours).max() > 0.01
+
+
+def test_windows_grown_for_a_share_of_the_image_stay_within_the_budget_s_side() -> None:
+    # A window that wants a quarter of a 6000 px image is capped at the largest side the budget holds;
+    # aligning its start down to 32 px once pushed windows at the right border 30 px past that cap.
+    trimap = band(1000, 1000, 0.1)
+    tiles = grid(1000, 1000, 128, 16, trimap, margin=16, max_side=300, least_area=250_000)
+    assert tiles.short and len(tiles.short) == len(tiles.run)  # none can hold 25 % within 300 px
+    for tile in tiles.run:
+        top, bottom, left, right = tile.window
+        assert bottom - top <= 300 and right - left <= 300, tile.window
+        assert top <= tile.focus[0] and tile.focus[1] <= bottom
+        assert left <= tile.focus[2] and tile.focus[3] <= right
+    knn_6000 = plan(create_model("knn"), 6000, 6000, band(6000, 6000, 0.1), TileOptions(max_memory="7.5GB"))
+    assert knn_6000.estimated_peak <= 7.5e9

@@ -239,6 +239,9 @@ def _span(start: int, stop: int, growth: int, length: int, max_side: int) -> tup
         high = min(length, low + MIN_WINDOW)
         low = max(0, high - MIN_WINDOW)
     low -= low % WINDOW_ALIGN
+    if stop - low > max_side:  # aligning down pushed a capped window past the cap: the next aligned start
+        least = stop - max_side
+        low = min(least + -least % WINDOW_ALIGN, start - start % WINDOW_ALIGN)
     return low, max(stop, min(high, low + max_side))  # the alignment must not break the cap
 
 
