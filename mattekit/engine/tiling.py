@@ -74,6 +74,9 @@ Box = tuple[int, int, int, int]
 #: boundary values to interpolate between, and a sampling solver finds both kinds of samples
 #: (docs/engine.md, "Context").
 MIN_KNOWN_SHARE = 0.05
+#: A tile's window grows until at most this share of its edge pixels (those inside the image) are unknown,
+#: so that the solve meets known boundary values where the whole image's would (docs/engine.md).
+MAX_OPEN_BORDER = 0.1
 #: Windows start on multiples of this in both axes, as the whole image does at 0: strided networks then
 #: see the same grid of cells (GCA's is 32 px) and pymatting's shared sampling the same ray angles (its
 #: start angles repeat every 8 px), so a tile computes what the whole image would with that context.
@@ -205,13 +208,33 @@ def _context_window(
     ``max_side`` or the image)."""
     growth = margin
     window = _grown(focus, growth, trimap.shape, max_side)
-    while not (enough := _holds(trimap, window, need) and _pixels(window) >= least):
+    while not (enough := _holds(trimap, window, need) and _pixels(window) >= least
+               and _open_border(trimap, window) <= MAX_OPEN_BORDER):
         growth = max(2 * growth, 16)
         bigger = _grown(focus, growth, trimap.shape, max_side)
         if bigger == window:
             break
         window = bigger
     return window, enough
+
+
+def _open_border(trimap: np.ndarray, window: Box) -> float:
+    """The share of the window's edge pixels inside the image (not on its border) that are unknown:
+    there a window solve has no boundary value where the whole-image solve had the rest of the image."""
+    top, bottom, left, right = window
+    height, width = trimap.shape
+    edges = []
+    if top > 0:
+        edges.append(trimap[top, left:right])
+    if bottom < height:
+        edges.append(trimap[bottom - 1, left:right])
+    if left > 0:
+        edges.append(trimap[top:bottom, left])
+    if right < width:
+        edges.append(trimap[top:bottom, right - 1])
+    if not edges:
+        return 0.0
+    return float((np.concatenate(edges) == UNKNOWN).mean())
 
 
 def _pixels(box: Box) -> int:
