@@ -148,7 +148,14 @@ def check_tiled_against_whole(
     # KNN has its own test below; shared sampling on GT07 Trimap2 (one tile 3.7x) is outside the
     # per-tile bound, see docs/benchmarks.md, "Context-preserving tiles".
     [
-        ("shared-sampling", "GT04", "Trimap1"), ("shared-sampling", "GT04", "Trimap2"),
+        pytest.param(
+            "shared-sampling", "GT04", "Trimap1",
+            # With windows that close over the unknown region the tiled matte is all but the whole one
+            # (SAD between them 0.007, a mean of 0.04/255), and one tile's mean, just over half an 8-bit
+            # level, is 22.9x that: the per-tile bound meets numeric noise here (docs/engine.md).
+            marks=pytest.mark.xfail(strict=True, reason="per-tile ratio over a near-zero image mean"),
+        ),
+        ("shared-sampling", "GT04", "Trimap2"),
         ("closed-form", "GT04", "Trimap1"), ("closed-form", "GT02", "Trimap2"),
         ("learning-based", "GT07", "Trimap1"),
         # The default model; its tiles were 1.32x the whole SAD here before windows measured positions
@@ -175,7 +182,9 @@ def test_knn_tiles_hold_a_quarter_of_the_image_and_are_as_good_as_whole(dev_dir:
     assert tile_grid is not None and len(tile_grid.run) > 1
     area = data.trimap.size
     assert all((t.window[1] - t.window[0]) * (t.window[3] - t.window[2]) >= area / 4 for t in tile_grid.run)
-    check_tiled_against_whole(model, data, truth, tiles)  # measured 1.042x, worst tile 1.88
+    # Measured 1.042x (worst tile 1.88) with the share alone; 1.000x since windows also close over the
+    # unknown region (MAX_OPEN_BORDER), which at half size makes them nearly the whole image.
+    check_tiled_against_whole(model, data, truth, tiles)
 
 
 @pytest.mark.slow
