@@ -13,6 +13,9 @@ weights may be shipped or downloaded here), so only consistency with the whole-i
     python benchmarks/highres.py run --sizes 2048 6000 --trimaps trimap1 0.1 --out results.json
     python benchmarks/highres.py run --models shared-sampling --sizes 3x --trimaps trimap1 trimap2 \
         --photos GT01 GT04 --out results.json              # dev photos upscaled 3x, both trimaps
+    python benchmarks/highres.py sweep --out sweep.json     # issue 9's sweep, most valuable cases first
+    python benchmarks/highres.py sweep-table sweep.json      # whole / auto / tiled side by side
+    python benchmarks/highres.py context --model knn --shares 0 0.25 --unframed   # tiles vs whole, half size
     python benchmarks/highres.py memory --scales 0.25 1    # each solver's peak memory per pixel
     python benchmarks/highres.py plan --size 6000           # tile-size sweep: pixels to run, no inference
     python benchmarks/highres.py table results.json          # markdown rows for docs/benchmarks.md
@@ -35,7 +38,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mattekit.engine import TileOptions, plan
+from mattekit.engine import Plan, TileOptions, plan
 from mattekit.engine.tiling import grid
 from mattekit.io import read_gray, write_png
 from mattekit.models import MattingModel, create_model
@@ -190,9 +193,10 @@ def _case_name(case: dict) -> str:
     return "_".join([name, *fixed])
 
 
-def scores(case: dict) -> dict:
+def scores(case: dict, tile_size: int | None = None) -> dict:
     """SAD (thousands, over the unknown region) against the ground truth and against the whole-image
-    result of the same case, and the worst tile's mean |result - whole| over the image's (tiled results)."""
+    result of the same case, and the worst tile's mean |result - whole| over the image's (tiled results,
+    on the grid of the plan's ``tile_size``)."""
     out = CACHE / "alpha" / f"{_case_name(case)}.npy"
     if case["strategy"] == "pass512" or not out.exists():
         return {}
@@ -207,16 +211,17 @@ def scores(case: dict) -> dict:
         difference = np.abs(alpha - np.load(whole))
         result["sad_vs_whole"] = round(float(difference[unknown].sum() / 1000), 3)
         if case["strategy"] in ("tiled", "auto"):
-            result["worst_tile"] = round(worst_tile(difference, unknown, case.get("tile_size") or 512), 2)
+            tile = tile_size or case.get("tile_size") or 512
+            result["worst_tile"] = round(worst_tile(difference, unknown, tile), 2)
     return result
 
 
-def worst_tile(difference: np.ndarray, unknown: np.ndarray, tile: int) -> float:
+def worst_tile(difference: np.ndarray, unknown: np.ndarray, tile: int, overlap: int | None = None) -> float:
     """The largest ratio of a tile core's mean difference over its unknown pixels to the image's mean
     (cores with at least 1 % unknown pixels and a mean above half an 8-bit level)."""
     mean = difference[unknown].mean()
     marks = np.where(unknown, UNKNOWN, BACKGROUND).astype(np.uint8)
-    cores = grid(*unknown.shape, tile, min(32, tile // 4), marks)
+    cores = grid(*unknown.shape, tile, min(32, tile // 4) if overlap is None else overlap, marks)
     worst = 0.0
     for t in cores.run:
         part = unknown[t.top : t.bottom, t.left : t.right]
@@ -257,9 +262,172 @@ def _measure(case: dict, timeout: float) -> dict:
         return {**case, "failed": reason, "load_before": load}
     result = json.loads(done.stdout.strip().splitlines()[-1])
     result |= {"load_before": round(load, 2), "load_after": round(os.getloadavg()[0], 2)}
-    result |= scores(case)
+    result |= scores(case, result.get("tile_size"))
     print(json.dumps(result), flush=True)
     return result
+
+
+#: Issue 9's sweep: the default model first, on every dev photo with both trimaps.
+DEFAULT = "information-flow"
+SWEEP_MODELS = (DEFAULT, "shared-sampling", "closed-form", "knn", "learning-based", "random-walk",
+                "large-kernel", "gca", "hop")
+PHOTOS = tuple(f"GT0{i}" for i in range(1, 10))
+#: Photos every other model runs on first (2 photos x 2 trimaps): the trolls' wide hair (GT04, the photo
+#: that came out white) and a small object with a thin unknown band (GT07).
+FIRST_PHOTOS = ("GT04", "GT07")
+
+
+def sweep_cases(models: list[str], photos: list[str], size: str) -> list[dict]:
+    """Issue 9's cases in order of value: the default model on every photo and trimap, then each other
+    model on ``FIRST_PHOTOS`` with both trimaps, then each other model on the remaining photos."""
+    def cases(model: str, chosen: list[str]) -> list[dict]:
+        return [{"model": model, "photo": photo, "size": size, "trimap": kind}
+                for photo in chosen for kind in ("trimap1", "trimap2")]
+
+    first = [p for p in FIRST_PHOTOS if p in photos]
+    others = [m for m in models if m != DEFAULT]
+    order = cases(DEFAULT, photos) if DEFAULT in models else []
+    order += [c for m in others for c in cases(m, first)]
+    order += [c for m in others for c in cases(m, [p for p in photos if p not in first])]
+    return order
+
+
+def command_sweep(args: argparse.Namespace) -> None:
+    """Whole, auto and forced tiles of each case side by side, each in its own process, appended to --out
+    (cases already there are skipped, so a sweep resumes).  Auto is run only when its plan tiles: when it
+    plans one pass, it is the whole run (the row says so, with the estimate)."""
+    results = json.loads(args.out.read_text()) if args.out.exists() else []
+    done = {_sweep_key(r) for r in results}
+    deadline = time.time() + args.minutes * 60 if args.minutes else None
+    todo = sweep_cases(args.models, args.photos, args.size)
+    todo += [{"model": DEFAULT, "photo": args.big_photo, "size": "6000", "trimap": "trimap1",
+              "strategies": ["tiled"]}] if args.big else []
+    for base in todo:
+        for strategy in base.pop("strategies", args.strategies):
+            case = {**base, "device": "cpu", "strategy": strategy, "tile_size": None, "overlap": None,
+                    "threads": None}
+            if _sweep_key(case) in done:
+                continue
+            if deadline is not None and time.time() > deadline:
+                print(f"stopped at the {args.minutes} min limit before {_sweep_key(case)}", flush=True)
+                return
+            if strategy == "auto" and (how := _auto_plan(case)) is not None and how.grid is None:
+                result = {**case, "decision": "whole", "planned_gb": round(how.estimated_peak / 1e9, 2),
+                          "same_as": "whole", "load_before": round(os.getloadavg()[0], 2)}
+                print(json.dumps(result), flush=True)
+            else:
+                result = _measure(case, args.timeout)
+            results.append(result)
+            done.add(_sweep_key(case))
+            args.out.write_text(json.dumps(results, indent=1))
+
+
+def _sweep_key(case: dict) -> str:
+    return "/".join(str(case.get(k)) for k in ("model", "photo", "size", "trimap", "strategy"))
+
+
+def _auto_plan(case: dict) -> Plan | None:
+    """What ``--tile auto`` plans for ``case`` in this process (the budget: half the RAM free now)."""
+    image_path, trimap_path = prepare(case["photo"], case["size"], case["trimap"])
+    model = build_model(case["model"], "cpu")
+    data = load_input(image_path, trimap_path)
+    return plan(model, *data.image.shape[:2], data.trimap, TileOptions())
+
+
+def command_sweep_table(args: argparse.Namespace) -> None:
+    """One markdown row per case: whole / auto / tiled side by side (seconds, peak RSS, SAD against the
+    ground truth), tiled SAD over whole SAD, SAD of tiled against whole, worst tile, load."""
+    rows: dict[tuple, dict[str, dict]] = {}
+    for r in json.loads(args.results.read_text()):
+        rows.setdefault((r["model"], r["photo"], r["size"], r["trimap"]), {})[r["strategy"]] = r
+    print("| model | photo | size | trimap (unknown) | auto runs | s whole / auto / tiled | "
+          "peak RSS GB whole / auto / tiled | SAD vs truth whole / auto / tiled | tiled ÷ whole | "
+          "tiled vs whole | worst tile | tiles run / short | load |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | ---: | ---: | ---: | --- | --- |")
+    for (model, photo, size, kind), by in rows.items():
+        whole, auto, tiled = (by.get(k, {}) for k in ("whole", "auto", "tiled"))
+        if auto.get("same_as") == "whole":
+            auto = {**whole, "decision": "whole", "same_as": "whole"}
+
+        def cell(key: str, runs: tuple[dict, ...] = (whole, auto, tiled)) -> str:
+            missing = {r_id: r.get("failed", "—") if key == "seconds" else "—" for r_id, r in enumerate(runs)}
+            return " / ".join(str(r.get(key, missing[i])) for i, r in enumerate(runs))
+
+        unknown = next((r["unknown"] for r in (whole, auto, tiled) if "unknown" in r), None)
+        ratio = ("—" if "sad_vs_truth" not in tiled or not whole.get("sad_vs_truth")
+                 else f"{tiled['sad_vs_truth'] / whole['sad_vs_truth']:.3f}")
+        decision = auto.get("decision", "—") + (" (= whole run)" if auto.get("same_as") else "")
+        loads = [f"{r['load_before']}" for r in (whole, auto, tiled) if "load_before" in r]
+        tiles = f"{tiled['tiles_run']} / {tiled['short_of_context']}" if "tiles_run" in tiled else "—"
+        row = [model, photo, size, f"{kind} ({unknown:.0%})" if unknown is not None else kind, decision,
+               cell("seconds"), cell("peak_rss_gb"), cell("sad_vs_truth"), ratio,
+               tiled.get("sad_vs_whole", "—"), tiled.get("worst_tile", "—"), tiles, ", ".join(loads)]
+        print("| " + " | ".join(str(c) for c in row) + " |")
+
+
+def command_context(args: argparse.Namespace) -> None:
+    """Tiled against whole on a dev photo at ``--scale`` of its size, for each window share (and with the
+    frame switched off, as before issue 9's second session): SAD against the ground truth, SAD against
+    the whole matte, the worst tile, model megapixels; with ``--look DIR``, PNGs of whole, tiled and
+    4 x |tiled - whole| with the worst tile boxed (for the eye)."""
+    dev = load_input(DEV / "input_training_lowres" / f"{args.photo}.png",
+                     DEV / "trimap_training_lowres" / args.trimap / f"{args.photo}.png")
+    assert dev.trimap is not None
+    height, width = dev.trimap.shape
+    size = (int(width * args.scale), int(height * args.scale))  # as tests/test_highres.py's half_size
+    data = MattingInput(cv2.resize(dev.image, size, interpolation=cv2.INTER_AREA),
+                        cv2.resize(dev.trimap, size, interpolation=cv2.INTER_NEAREST))
+    truth = cv2.resize(read_gray(DEV / "gt_training_lowres" / f"{args.photo}.png"), size,
+                       interpolation=cv2.INTER_AREA)
+    unknown = data.trimap == UNKNOWN
+    model = build_model(args.model, "cpu")
+    whole = run_model(model, data, TileOptions(tile="off"))
+    whole_sad = float(np.abs(whole - truth)[unknown].sum() / 1000)
+    print(f"load {os.getloadavg()[0]:.2f}; {args.model} {args.photo} {args.trimap} x{args.scale} {size}: "
+          f"whole SAD {whole_sad:.3f}", flush=True)
+    options = TileOptions(tile="on", tile_size=args.tile_size, overlap=args.overlap)
+    for framed in (True, False) if args.unframed else (True,):
+        if not framed:  # what tiles computed before windows were given the whole image's frame
+            model.infer_window = lambda images, trimaps, _: model.infer(images, trimaps)  # type: ignore
+        for share in args.shares:
+            model.window_share = share
+            start = time.perf_counter()
+            how = plan(model, *unknown.shape, data.trimap, options)
+            tiled = run_model(model, data, options)
+            seconds = time.perf_counter() - start
+            difference = np.abs(tiled - whole)
+            sad = float(np.abs(tiled - truth)[unknown].sum() / 1000)
+            worst = worst_tile(difference, unknown, args.tile_size, args.overlap)
+            assert how.grid is not None
+            print(json.dumps({
+                "frame": framed, "window_share": share, "sad_vs_truth": round(sad, 3),
+                "ratio": round(sad / whole_sad, 3),
+                "sad_vs_whole": round(float(difference[unknown].sum() / 1000), 3),
+                "mean_difference_255": round(float(difference[unknown].mean() * 255), 2),
+                "worst_tile": round(worst, 2), "tiles": len(how.grid.run), "short": len(how.grid.short),
+                "model_megapixels": round(how.model_pixels / 1e6, 2), "seconds": round(seconds, 1),
+            }), flush=True)
+            if args.look:
+                _look(args.look / f"{args.model}_{args.photo}_{args.trimap}_share{share}_frame{framed}",
+                      whole, tiled, unknown, args.tile_size, args.overlap)
+
+
+def _look(
+    stem: Path, whole: np.ndarray, tiled: np.ndarray, unknown: np.ndarray, tile: int, overlap: int
+) -> None:
+    """whole | tiled | 4 x |tiled - whole| side by side, the worst tile core boxed in red."""
+    difference = np.abs(tiled - whole)
+    mean = difference[unknown].mean()
+    marks = np.where(unknown, UNKNOWN, BACKGROUND).astype(np.uint8)
+    tiles = grid(*unknown.shape, tile, overlap, marks).run
+    cores = [np.s_[t.top : t.bottom, t.left : t.right] for t in tiles]
+    worst = tiles[int(np.argmax([difference[c][unknown[c]].mean() / mean for c in cores]))]
+    panels = [np.repeat((np.clip(a, 0, 1)[..., None] * 255).astype(np.uint8), 3, axis=2)
+              for a in (whole, tiled, np.clip(4 * difference, 0, 1))]
+    top, bottom, left, right = worst.top, worst.bottom, worst.left, worst.right
+    cv2.rectangle(panels[2], (left, top), (right - 1, bottom - 1), (255, 0, 0), 1)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    write_png(stem.parent / f"{stem.name}.png", np.hstack(panels) / 255.0)  # the share has a dot
 
 
 def command_plan(args: argparse.Namespace) -> None:
@@ -385,6 +553,29 @@ def main() -> None:
     run.add_argument("--threads", type=int, help="torch CPU threads (default: torch's own choice)")
     run.add_argument("--timeout", type=float, default=1800)
     run.add_argument("--out", type=Path, default=Path("highres-results.json"))
+    sweep_parser = commands.add_parser("sweep", help="issue 9's sweep: whole / auto / tiled per case")
+    sweep_parser.add_argument("--models", nargs="+", default=list(SWEEP_MODELS))
+    sweep_parser.add_argument("--photos", nargs="*", default=list(PHOTOS), help="none: only --big")
+    sweep_parser.add_argument("--size", default="3x")
+    sweep_parser.add_argument("--strategies", nargs="+", default=["whole", "auto", "tiled"])
+    sweep_parser.add_argument("--big", action="store_true",
+                              help="also the default model at 6000 x 6000, forced tiles")
+    sweep_parser.add_argument("--big-photo", default="GT01")
+    sweep_parser.add_argument("--minutes", type=float, help="start no case after this many minutes")
+    sweep_parser.add_argument("--timeout", type=float, default=1800, help="seconds per run")
+    sweep_parser.add_argument("--out", type=Path, default=Path("sweep-results.json"))
+    sweep_table = commands.add_parser("sweep-table", help="markdown rows from a sweep's results")
+    sweep_table.add_argument("results", type=Path)
+    context = commands.add_parser("context", help="tiled vs whole on a dev photo, per window share")
+    context.add_argument("--model", default="knn")
+    context.add_argument("--photo", default="GT04")
+    context.add_argument("--trimap", default="Trimap1")
+    context.add_argument("--scale", type=float, default=0.5)
+    context.add_argument("--tile-size", type=int, default=96)
+    context.add_argument("--overlap", type=int, default=16)
+    context.add_argument("--shares", nargs="+", type=float, default=[0.0, 0.25])
+    context.add_argument("--unframed", action="store_true", help="also without the whole image's frame")
+    context.add_argument("--look", type=Path, help="write PNG panels into this folder")
     case = commands.add_parser("case", help="(internal) one case, as JSON")
     case.add_argument("json")
     sweep = commands.add_parser("plan", help="tile-size sweep of the pixels to run, no inference")
@@ -409,7 +600,8 @@ def main() -> None:
         print(json.dumps(memory_case(json.loads(args.json))))
     else:
         handlers = {"run": command_run, "plan": command_plan, "table": command_table,
-                    "memory": command_memory}
+                    "memory": command_memory, "sweep": command_sweep, "sweep-table": command_sweep_table,
+                    "context": command_context}
         handlers[args.command](args)
 
 

@@ -173,10 +173,17 @@ def plan(
     # What the user fixed is kept; the rest shrinks (tile size, then batch) until one batch fits.  A
     # context model's patches keep the size it was trained for.
     context = model.context
+    least_area = round(model.window_share * height * width)
     if options.tile_size is not None:
         sizes = [options.tile_size]
+    elif context is not None:
+        sizes = [context.tile_size]
     else:
-        sizes = [context.tile_size] if context is not None else _shrinking(options.overlap)
+        # A model whose windows must hold a share of the image first tries tiles that large (fewer,
+        # so that the windows overlap less), then the usual sizes.
+        sizes = _shrinking(options.overlap)
+        wide = round(np.sqrt(least_area))
+        sizes = [wide, *sizes] if wide > sizes[0] else sizes
     for size in sizes:
         if options.overlap is not None:
             overlap = options.overlap
@@ -186,7 +193,9 @@ def plan(
         # which compare whole patches of one size (HDMatt's patches are all 320 px).
         margin = overlap if model.context is None else None
         max_side = _largest_window(model, host, budget, device, max(height, width), size + 2 * overlap)
-        tile_grid = grid(height, width, size, overlap, trimap, margin, max_side, model.grow_context)
+        tile_grid = grid(
+            height, width, size, overlap, trimap, margin, max_side, model.grow_context, least_area
+        )
         # One batch stacks windows of one size; the largest window bounds what any batch needs per tile.
         per_tile = max((_window_peak(model, t, device) for t in tile_grid.run), default=0)
         most = min(MAX_BATCH[device], max(len(tile_grid.run), 1))

@@ -74,6 +74,9 @@ Box = tuple[int, int, int, int]
 #: boundary values to interpolate between, and a sampling solver finds both kinds of samples
 #: (docs/engine.md, "Context").
 MIN_KNOWN_SHARE = 0.05
+#: A tile's window grows until at most this share of its edge pixels (those inside the image) are unknown,
+#: so that the solve meets known boundary values where the whole image's would (docs/engine.md).
+MAX_OPEN_BORDER = 0.1
 #: Windows start on multiples of this in both axes, as the whole image does at 0: strided networks then
 #: see the same grid of cells (GCA's is 32 px) and pymatting's shared sampling the same ray angles (its
 #: start angles repeat every 8 px), so a tile computes what the whole image would with that context.
@@ -131,6 +134,7 @@ def grid(
     margin: int | None = None,
     max_side: int | None = None,
     grow: bool = True,
+    least_area: int = 0,
 ) -> TileGrid:
     """Tile an image (``0 <= overlap < tile``, see :func:`mattekit.engine.planner.check`).
 
@@ -140,7 +144,8 @@ def grid(
     With a ``margin`` (and a trimap), a tile contributes only its ``focus``, the bounding box of its
     unknown pixels, and the model sees a ``window`` around it: the focus grown by ``margin`` px, then
     grown further (doubling the growth) until it holds enough known foreground and background pixels
-    (``MIN_KNOWN_SHARE``), reaches the image, or would exceed ``max_side`` px on a side.  Without a
+    (``MIN_KNOWN_SHARE``) and at least ``least_area`` pixels (models with non-local affinities), reaches
+    the image, or would exceed ``max_side`` px on a side.  Without a
     ``margin`` (models that compare whole patches) window and focus are the core.
     """
     rows, cols = axis(height, tile, overlap), axis(width, tile, overlap)
@@ -164,7 +169,10 @@ def grid(
                 window = _within(_grown(focus, margin, trimap.shape, max(height, width)), core)
                 run.append(Tile(*core, r, c, window, focus, _unknown_share(trimap, window)))
                 continue
-            window, enough = _context_window(trimap, focus, margin, max_side or max(height, width), need)
+            least = min(least_area, height * width)
+            window, enough = _context_window(
+                trimap, focus, margin, max_side or max(height, width), need, least
+            )
             run.append(Tile(*core, r, c, window, focus, _unknown_share(trimap, window)))
             if not enough:
                 short.append(run[-1])
@@ -193,19 +201,44 @@ def _bounding_box(core: Box, unknown: np.ndarray) -> Box:
 
 
 def _context_window(
-    trimap: np.ndarray, focus: Box, margin: int, max_side: int, need: tuple[float, float]
+    trimap: np.ndarray, focus: Box, margin: int, max_side: int, need: tuple[float, float], least: int = 0
 ) -> tuple[Box, bool]:
     """``focus`` grown by ``margin``, then by doubling amounts until the window holds the ``need``ed shares
-    of known foreground and background; whether it does (it may stop at ``max_side`` or the image)."""
+    of known foreground and background and ``least`` pixels; whether it does (it may stop at
+    ``max_side`` or the image)."""
     growth = margin
     window = _grown(focus, growth, trimap.shape, max_side)
-    while not (enough := _holds(trimap, window, need)):
+    while not (enough := _holds(trimap, window, need) and _pixels(window) >= least
+               and _open_border(trimap, window) <= MAX_OPEN_BORDER):
         growth = max(2 * growth, 16)
         bigger = _grown(focus, growth, trimap.shape, max_side)
         if bigger == window:
             break
         window = bigger
     return window, enough
+
+
+def _open_border(trimap: np.ndarray, window: Box) -> float:
+    """The share of the window's edge pixels inside the image (not on its border) that are unknown:
+    there a window solve has no boundary value where the whole-image solve had the rest of the image."""
+    top, bottom, left, right = window
+    height, width = trimap.shape
+    edges = []
+    if top > 0:
+        edges.append(trimap[top, left:right])
+    if bottom < height:
+        edges.append(trimap[bottom - 1, left:right])
+    if left > 0:
+        edges.append(trimap[top:bottom, left])
+    if right < width:
+        edges.append(trimap[top:bottom, right - 1])
+    if not edges:
+        return 0.0
+    return float((np.concatenate(edges) == UNKNOWN).mean())
+
+
+def _pixels(box: Box) -> int:
+    return (box[1] - box[0]) * (box[3] - box[2])
 
 
 def _grown(focus: Box, growth: int, shape: tuple[int, ...], max_side: int) -> Box:
@@ -229,6 +262,9 @@ def _span(start: int, stop: int, growth: int, length: int, max_side: int) -> tup
         high = min(length, low + MIN_WINDOW)
         low = max(0, high - MIN_WINDOW)
     low -= low % WINDOW_ALIGN
+    if stop - low > max_side:  # aligning down pushed a capped window past the cap: the next aligned start
+        least = stop - max_side
+        low = min(least + -least % WINDOW_ALIGN, start - start % WINDOW_ALIGN)
     return low, max(stop, min(high, low + max_side))  # the alignment must not break the cap
 
 

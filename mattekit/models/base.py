@@ -80,6 +80,12 @@ class MattingModel(ABC):
     #: overlap, as their global attention makes every extra pixel cost quadratically.
     grow_context: ClassVar[bool] = True
 
+    #: The least share of the image's area a tile's window must hold, for models whose affinities reach
+    #: across the whole image (KNN matting: each pixel's neighbours in colour are found anywhere in it);
+    #: the engine then also cuts tiles about that large, so that windows add little to the tiles.
+    #: 0 for models whose context is local (docs/engine.md, "Context").
+    window_share: float = 0.0
+
     def bytes_per_pixel(self, unknown: float = 1.0) -> float:
         """Peak bytes per input pixel of one ``infer`` call, when that grows linearly with the area.
 
@@ -97,6 +103,19 @@ class MattingModel(ABC):
         attention grows with its square).
         """
         return round(batch * height * width * self.bytes_per_pixel(unknown))
+
+    def infer_window(
+        self, images: np.ndarray, trimaps: np.ndarray | None, frame: tuple[int, int]
+    ) -> np.ndarray:
+        """Raw alpha for a batch of windows cut from one image of ``frame`` = (height, width) pixels.
+
+        The engine calls this for tiles.  Models whose affinities measure pixel positions relative to the
+        input's size (KNN matting's and information flow's neighbour features hold x / width) override
+        it to measure them relative to the whole image, so that a window builds the affinities the
+        whole-image pass builds (a 500 px window of a 2400 px photo would otherwise weigh distance 5x
+        more, docs/engine.md "Context"); for every other model a window is just a smaller image.
+        """
+        return self.infer(images, trimaps)
 
     def infer_context(
         self, images: np.ndarray, trimaps: np.ndarray | None, context: TileContext

@@ -75,6 +75,7 @@ from __future__ import annotations
 import contextlib
 import io
 from dataclasses import dataclass
+from functools import partial
 from typing import Literal
 
 import numpy as np
@@ -122,10 +123,12 @@ class FlowParameters:
 
 
 class _Problem:
-    """Image features and the index of every unknown pixel in the list of unknowns."""
+    """Image features and the index of every unknown pixel in the list of unknowns; positions in the
+    features are relative to ``frame`` = (height, width), the whole image a window was cut from."""
 
-    def __init__(self, image: np.ndarray, trimap: np.ndarray) -> None:
+    def __init__(self, image: np.ndarray, trimap: np.ndarray, frame: tuple[int, int] | None = None) -> None:
         self.height, self.width = trimap.shape
+        self.frame = frame or (self.height, self.width)
         self.colors = image.reshape(-1, 3).astype(np.float64)
         self.unknown = np.flatnonzero(trimap.ravel() == UNKNOWN)
         self.foreground = np.flatnonzero(trimap.ravel() == FOREGROUND)
@@ -135,12 +138,12 @@ class _Problem:
         self.known_alpha = (trimap.ravel() == FOREGROUND).astype(np.float64)
 
     def features(self, pixels: np.ndarray, position_weight: float) -> np.ndarray:
-        """[r, g, b, w·x̃, w·ỹ] of ``pixels`` (flat indices), positions divided by the image size."""
+        """[r, g, b, w·x̃, w·ỹ] of ``pixels`` (flat indices), positions divided by the frame's size."""
         rows, cols = np.divmod(pixels, self.width)
         return np.column_stack([
             self.colors[pixels],
-            position_weight * cols / self.width,
-            position_weight * rows / self.height,
+            position_weight * cols / self.frame[1],
+            position_weight * rows / self.frame[0],
         ])
 
 
@@ -253,14 +256,19 @@ def local_laplacian(
 
 
 def build_system(
-    image: np.ndarray, trimap: np.ndarray, params: FlowParameters, hints: np.ndarray | None = None
+    image: np.ndarray,
+    trimap: np.ndarray,
+    params: FlowParameters,
+    hints: np.ndarray | None = None,
+    frame: tuple[int, int] | None = None,
 ) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
-    """The system A α_U = b of §3.5 over the unknown pixels, and the K-to-U estimate w^F (a start).
+    """The system A α_U = b of §3.5 over the unknown pixels, and the K-to-U estimate w^F (a start);
+    positions relative to ``frame`` (default: the image itself).
 
     ``hints`` (a trimap of the same size, e.g. edge-trimmed) overrides the K-to-U estimate where it labels
     an unknown pixel: w^F = 0 or 1 there, with confidence 1, as the authors' toolbox does with its edge
     trimming; the pixel stays unknown."""
-    problem = _Problem(image, trimap)
+    problem = _Problem(image, trimap, frame)
     mixing, mixing_fixed = color_mixture(problem, params)
     # Mᵀ made CSR first: scipy's CSC @ CSR product took 3× as long (GT08/Trimap1: 3.1 s against 1.0 s).
     matrix = (mixing.T.tocsr() @ mixing).tocsr()
@@ -321,13 +329,15 @@ def information_flow_alpha(
     params: FlowParameters | None = None,
     preconditioner: Preconditioner = "ichol",
     hints: np.ndarray | None = None,
+    frame: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """Alpha (H, W) float32 of one image (H, W, 3) in [0, 1] with its canonical trimap (H, W); ``hints``:
-    see :func:`build_system`."""
+    see :func:`build_system`; for a window of a bigger image, ``frame`` is that image's (height, width),
+    which positions are relative to."""
     known_fg, known_bg = (trimap == FOREGROUND).any(), (trimap == BACKGROUND).any()
     if not (trimap == UNKNOWN).any() or not (known_fg and known_bg):
         return degenerate_alpha(trimap, known_fg, known_bg)
-    matrix, rhs, estimate = build_system(image, trimap, params or FlowParameters(), hints)
+    matrix, rhs, estimate = build_system(image, trimap, params or FlowParameters(), hints, frame)
     alpha = (trimap == FOREGROUND).astype(np.float64).ravel()
     alpha[trimap.ravel() == UNKNOWN] = solve(matrix, rhs, estimate, preconditioner)
     return np.clip(alpha, 0.0, 1.0).reshape(trimap.shape).astype(np.float32)
@@ -369,17 +379,32 @@ class InformationFlowMatting(MattingModel):
         return 630 + 3200 * unknown
 
     def infer(self, images: np.ndarray, trimaps: np.ndarray | None) -> np.ndarray:
+        return self._solve(images, trimaps, None)
+
+    def infer_window(
+        self, images: np.ndarray, trimaps: np.ndarray | None, frame: tuple[int, int]
+    ) -> np.ndarray:
+        # Its features hold x / width (§3.1-3.3): a window measures positions against the whole image.
+        return self._solve(images, trimaps, frame)
+
+    def _solve(
+        self, images: np.ndarray, trimaps: np.ndarray | None, frame: tuple[int, int] | None
+    ) -> np.ndarray:
         if trimaps is None:
             raise MattekitError("this solver needs a trimap (--trimap)")
-        return np.stack([self._one(image, trimap) for image, trimap in zip(images, trimaps, strict=True)])
+        pairs = zip(images, trimaps, strict=True)
+        return np.stack([self._one(image, trimap, frame) for image, trimap in pairs])
 
-    def _one(self, image: np.ndarray, trimap: np.ndarray) -> np.ndarray:
+    def _one(self, image: np.ndarray, trimap: np.ndarray, frame: tuple[int, int] | None) -> np.ndarray:
+        matte = partial(
+            information_flow_alpha, params=self.params, preconditioner=self.preconditioner, frame=frame
+        )
         if self.edges == "off":
-            return information_flow_alpha(image, trimap, self.params, self.preconditioner)
+            return matte(image, trimap)
         trimmed = trim_edges(image, trimap)
         if self.edges == "known":
-            return information_flow_alpha(image, trimmed, self.params, self.preconditioner)
-        return information_flow_alpha(image, trimap, self.params, self.preconditioner, hints=trimmed)
+            return matte(image, trimmed)
+        return matte(image, trimap, hints=trimmed)
 
 
 def information_flow(**_: object) -> MattingModel:
