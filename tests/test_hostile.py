@@ -160,7 +160,8 @@ def test_batch_goes_on_past_every_kind_of_item_failure(tmp_path: Path, capsys, m
 
     monkeypatch.setattr(mattekit_io.tempfile, "mkstemp", flaky_mkstemp)
     inputs = _snapshot(folder)
-    argv = ["predict", folder, "-t", folder, "-o", out, "--model", "large-kernel"]
+    # One process: the failures are injected by patching this process (workers are tested in test_batch_jobs).
+    argv = ["predict", folder, "-t", folder, "-o", out, "--model", "large-kernel", "--jobs", "1"]
     code, err = _run(argv, capsys)
     assert code == 1 and "Traceback" not in err
     assert "wrote 2, skipped 0, failed 4" in err

@@ -311,12 +311,14 @@ def test_gca_learns_mattes_of_held_out_photos(tmp_path: Path, dev_dir: Path, one
     batches the data chain composites on the fly (four dev photos' estimated foregrounds over three other
     real photos, 64 px crops), scored as validation scores (``predict_and_score``: the 8-bit matte
     ``mattekit predict`` writes, SAD over Trimap1's unknown region) on two photos it never sees, GT08 and
-    GT09 at 96 x 64.  Measured (one thread, 38 s at load 11): mean SAD 0.489 at the seed-0 initialisation,
-    0.322 after 30 steps of batch 4.  Another float summation order (two threads) took another path to
-    0.446, so the test asserts only a fall of at least 0.02 (4 %).  The longer curve (SAD 6.90 -> 4.11
-    in 150 steps at 320 px) is benchmarks/train.py learn."""
+    GT09 at 96 x 64.  Measured (one thread, 38 s at load 11; 19 s idle): mean SAD 0.489 at the seed-0
+    initialisation, 0.322 after 30 steps of batch 4.  Another float summation order took other paths (two
+    threads: 0.446; a CI run whose torch threads pymatting had reset to two: 0.482), so the thread count
+    is pinned after the foregrounds are made, and the test asserts half the measured fall (0.08).  The
+    longer curve (SAD 6.90 -> 4.11 in 150 steps at 320 px) is benchmarks/train.py learn."""
     root = _composition_from_dev(dev_dir, tmp_path / "data", ("GT01", "GT02", "GT04", "GT05"), 3)
     val = make_validation(dev_dir, tmp_path / "val", names=("GT08", "GT09"), size=(96, 64))
+    torch.set_num_threads(1)  # again: pymatting's numba start-up (the foregrounds above) resets it
     recipe = load_recipe("gca", ["crop_size=64", "warmup_steps=2"])
     task = get_task("gca")(recipe)
     dataset = TrainingSet(find_source(root, recipe.data), recipe, task)
@@ -336,7 +338,7 @@ def test_gca_learns_mattes_of_held_out_photos(tmp_path: Path, dev_dir: Path, one
         ctx.step = step
         task.training_step(batch, ctx)
     after = held_out_sad()
-    assert after < before - 0.02, (before, after)
+    assert after < before - 0.08, (before, after)
 
 
 # --- GCA end to end ---------------------------------------------------------------------------------------
