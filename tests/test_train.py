@@ -316,6 +316,17 @@ def test_gca_learns_mattes_of_held_out_photos(tmp_path: Path, dev_dir: Path, one
     threads: 0.446; a CI run whose torch threads pymatting had reset to two: 0.482), so the thread count
     is pinned after the foregrounds are made, and the test asserts half the measured fall (0.08).  The
     longer curve (SAD 6.90 -> 4.11 in 150 steps at 320 px) is benchmarks/train.py learn."""
+    if not os.environ.get("MATTEKIT_FRESH_PROCESS"):
+        # Thirty steps from scratch follow the float rounding: after other test files in the same process
+        # the same seed went 0.489 -> 0.482 (CI, twice), alone 0.489 -> 0.322; the cause was not found
+        # (not the RNGs, numba's or OpenCV's threads, nor the allocator).  A fresh interpreter is the
+        # measured setting.
+        test = f"{__file__}::{test_gca_learns_mattes_of_held_out_photos.__name__}"
+        env = {**os.environ, "MATTEKIT_FRESH_PROCESS": "1", "OMP_NUM_THREADS": "1"}
+        run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test], env=env,
+                             capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, run.stdout[-3000:]
+        return
     root = _composition_from_dev(dev_dir, tmp_path / "data", ("GT01", "GT02", "GT04", "GT05"), 3)
     val = make_validation(dev_dir, tmp_path / "val", names=("GT08", "GT09"), size=(96, 64))
     torch.set_num_threads(1)  # again: pymatting's numba start-up (the foregrounds above) resets it
