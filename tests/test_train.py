@@ -229,23 +229,6 @@ def one_thread() -> object:
     torch.set_num_threads(threads)
 
 
-def _composition_from_dev(dev_dir: Path, root: Path, names: tuple[str, ...], backgrounds: int) -> Path:
-    """fg/ alpha/ bg/ in ``root``: foregrounds estimated (pymatting) from dev photos and their ground truth
-    at 96 px, over ``backgrounds`` alphamatting.com test photos at 96 x 72 (other real pictures)."""
-    extract_foregrounds(
-        [dev_dir / "input_training_lowres" / f"{name}.png" for name in names],
-        [dev_dir / "gt_training_lowres" / f"{name}.png" for name in names],
-        root,
-        max_side=96,
-    )
-    torch.set_num_threads(1)  # pymatting's numba kernels reset OpenMP's thread count (to 2 here)
-    (root / "bg").mkdir()
-    for path in sorted((dev_dir.parent / "alphamatting-test" / "input_lowres").glob("*.png"))[:backgrounds]:
-        photo = cv2.imread(str(path))
-        cv2.imwrite(str(root / "bg" / path.name), cv2.resize(photo, (96, 72), interpolation=cv2.INTER_AREA))
-    return root
-
-
 def _gca_context(task) -> _Context:  # noqa: ANN001  (a Task)
     """The trainer's step context for the task's freshly built (seed 0) networks on one CPU process."""
     torch.manual_seed(0)
