@@ -314,15 +314,21 @@ def trim_edges(image: np.ndarray, trimap: np.ndarray, steps: int = EDGE_STEPS) -
     # scipy, not OpenCV: information-flow trims its edges on every predict, which stays without cv2
     from scipy.ndimage import maximum_filter
 
+    # numba (seconds to import): only when trimming.  Its per-pixel search stops at the first match, where
+    # numpy went offset by offset over every pixel still unmatched: the 18 alphamatting-dev trimaps took
+    # 94.8 s that way and 10.1 s compiled, side by side at load 7, with identical output (docs/benchmarks.md)
+    from mattekit.kernels import nearest_close_label
+
     # Work on copies padded by ``steps`` unknown pixels: no window leaves them, so no bounds checks.
     height, width = trimap.shape[0] + 2 * steps, trimap.shape[1] + 2 * steps
-    padded = np.pad(trimap, steps, constant_values=UNKNOWN)
+    padded = np.pad(trimap.astype(np.uint8, copy=False), steps, constant_values=UNKNOWN)
     colors = np.pad(image.astype(np.float32), ((steps, steps), (steps, steps), (0, 0))).reshape(-1, 3)
     flat = padded.ravel()
     original = np.pad(np.ones(trimap.shape, bool), steps).ravel()  # the padding is never labelled
     fresh = flat != UNKNOWN  # known pixels a pass has not looked at yet with its threshold
     for radius in range(1, steps + 1):
         threshold = EDGE_COLOR_FROM - radius * (EDGE_COLOR_FROM - EDGE_COLOR_TO) / steps
+        limit = np.float32(threshold * threshold)  # squared colour distances are float32
         window = [(dy, dx) for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1)]
         window.sort(key=lambda offset: offset[0] ** 2 + offset[1] ** 2)
         whole = [dy * width + dx for dy, dx in window[1:]]  # the first is the pixel itself
@@ -338,32 +344,12 @@ def trim_edges(image: np.ndarray, trimap: np.ndarray, steps: int = EDGE_STEPS) -
         result = flat.copy()
         for pixels, offsets in ((np.flatnonzero(candidates & near_fresh), whole),
                                 (np.flatnonzero(candidates & ~near_fresh), ring)):
-            result[pixels] = _nearest_close_label(flat, colors, pixels, offsets, threshold)
+            result[pixels] = nearest_close_label(
+                flat, colors, pixels, np.array(offsets, dtype=np.int64), limit, UNKNOWN
+            )
         fresh = result != flat
         flat = result
     return flat.reshape(height, width)[steps:-steps, steps:-steps].copy()
-
-
-def _nearest_close_label(
-    flat: np.ndarray, colors: np.ndarray, pixels: np.ndarray, offsets: list[int], threshold: float
-) -> np.ndarray:
-    """For each of ``pixels`` (flat indices), the label of the first offset (flat, in the order given) that
-    lands on a known pixel whose colour is closer than ``threshold``; ``UNKNOWN`` where none does."""
-    labels = np.full(pixels.size, UNKNOWN, dtype=flat.dtype)
-    todo = np.arange(pixels.size)
-    own = colors[pixels]
-    limit = threshold * threshold
-    for offset in offsets:
-        if todo.size == 0:
-            break
-        other = pixels + offset
-        difference = colors[other] - own
-        label = flat[other]
-        hit = (label != UNKNOWN) & (np.einsum("ij,ij->i", difference, difference) < limit)
-        labels[todo[hit]] = label[hit]
-        keep = ~hit
-        todo, pixels, own = todo[keep], pixels[keep], own[keep]
-    return labels
 
 
 #: The trimming pre-steps by name (``--trim-method``, ``trim_trimap=``); see docs/trimap.md for which helps.
