@@ -80,8 +80,9 @@ from typing import Literal
 
 import numpy as np
 import scipy.sparse as sp
+from pykdtree.kdtree import KDTree
 from scipy.sparse.linalg import LinearOperator, cg
-from scipy.spatial import cKDTree
+from threadpoolctl import threadpool_limits
 
 from mattekit.errors import MattekitError
 from mattekit.jit import import_pymatting
@@ -153,9 +154,10 @@ def _neighbors(data: np.ndarray, queries: np.ndarray, k: int, skip_self: bool = 
     k = min(k + skip_self, data.shape[0])
     if k <= skip_self:
         return np.empty((queries.shape[0], 0), dtype=np.int64)
-    tree = cKDTree(data, balanced_tree=False, compact_nodes=False)
-    _, index = tree.query(queries, k=k, workers=-1)
-    index = index.reshape(queries.shape[0], k)
+    # pykdtree, not scipy's cKDTree: the same neighbours (only ties at the K-th distance may be broken the
+    # other way), in about half the time on alphamatting-dev (docs/benchmarks.md); OpenMP on every core.
+    _, index = KDTree(data, leafsize=16).query(queries, k=k)
+    index = index.reshape(queries.shape[0], k).astype(np.int64)
     return index[:, 1:] if skip_self else index
 
 
@@ -167,10 +169,24 @@ def lle_weights(center: np.ndarray, neighbors: np.ndarray) -> np.ndarray:
     3×3 solve per pixel: G⁻¹1 ∝ 1 − Z (δI₃ + ZᵀZ)⁻¹ Zᵀ1.
     """
     z = neighbors - center[:, None, :]
-    small = np.einsum("nki,nkj->nij", z, z) + LLE_CONDITIONING * np.eye(3)
-    y = np.linalg.solve(small, z.sum(axis=1)[..., None])[..., 0]
-    weights = 1.0 - np.einsum("nki,ni->nk", z, y)
+    small = z.transpose(0, 2, 1) @ z
+    small[:, [0, 1, 2], [0, 1, 2]] += LLE_CONDITIONING
+    y = _solve_symmetric3(small, z.sum(axis=1))
+    weights = 1.0 - (z @ y[:, :, None])[:, :, 0]
     return weights / weights.sum(axis=1, keepdims=True)
+
+
+def _solve_symmetric3(m: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """m⁻¹ v for symmetric positive definite 3×3 matrices m (n, 3, 3) and vectors v (n, 3), by the
+    adjugate: half the time of numpy's batched LU solve for the same result to rounding."""
+    a, b, c = m[:, 0, 0], m[:, 1, 1], m[:, 2, 2]
+    d, e, f = m[:, 0, 1], m[:, 0, 2], m[:, 1, 2]
+    adjugate = ((b * c - f * f, e * f - d * c, d * f - b * e),
+                (e * f - d * c, a * c - e * e, d * e - a * f),
+                (d * f - b * e, d * e - a * f, a * b - d * d))
+    determinant = a * adjugate[0][0] + d * adjugate[0][1] + e * adjugate[0][2]
+    rows = [row[0] * v[:, 0] + row[1] * v[:, 1] + row[2] * v[:, 2] for row in adjugate]
+    return np.stack(rows, axis=1) / determinant[:, None]
 
 
 def color_mixture(problem: _Problem, params: FlowParameters) -> tuple[sp.csr_matrix, np.ndarray]:
@@ -337,9 +353,13 @@ def information_flow_alpha(
     known_fg, known_bg = (trimap == FOREGROUND).any(), (trimap == BACKGROUND).any()
     if not (trimap == UNKNOWN).any() or not (known_fg and known_bg):
         return degenerate_alpha(trimap, known_fg, known_bg)
-    matrix, rhs, estimate = build_system(image, trimap, params or FlowParameters(), hints, frame)
-    alpha = (trimap == FOREGROUND).astype(np.float64).ravel()
-    alpha[trimap.ravel() == UNKNOWN] = solve(matrix, rhs, estimate, preconditioner)
+    # One BLAS thread: the solve's BLAS calls are the conjugate gradient's dot products of vectors of 30 k
+    # to 150 k unknowns, too short to gain from threads; on two cores already busy, OpenBLAS's second thread
+    # made each one wait for a time slice (GT02/Trimap1 at load 5: the CG took 0.81 s, 0.19 s with one).
+    with threadpool_limits(limits=1, user_api="blas"):
+        matrix, rhs, estimate = build_system(image, trimap, params or FlowParameters(), hints, frame)
+        alpha = (trimap == FOREGROUND).astype(np.float64).ravel()
+        alpha[trimap.ravel() == UNKNOWN] = solve(matrix, rhs, estimate, preconditioner)
     return np.clip(alpha, 0.0, 1.0).reshape(trimap.shape).astype(np.float32)
 
 
