@@ -1,6 +1,7 @@
 """Known-unknown-edge trimming on or off, model by model, on alphamatting-dev (both trimap sets).
 
     python benchmarks/trimming.py information-flow-solver closed-form shared-sampling
+    python benchmarks/trimming.py knn --settings edges      # only the trimmed rows (the untrimmed are known)
 
 Each case's trimap is trimmed once (:func:`mattekit.trimap.trim_edges`); each model then mattes the image
 with the trimap as given and with the trimmed one, and both are scored over the original unknown region.
@@ -41,6 +42,8 @@ def _model(name: str) -> MattingModel:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="+")
+    parser.add_argument("--settings", nargs="+", choices=["off", "edges"], default=["off", "edges"],
+                        help="which trimaps each model mattes: as given (off), edge-trimmed, or both")
     args = parser.parse_args()
     models = {name: _model(name) for name in args.models}
     sums: dict[tuple[str, str], list[np.ndarray]] = defaultdict(list)
@@ -54,6 +57,8 @@ def main() -> None:
             truth = read_alpha(DATA / "gt_training_lowres" / f"{name}.png")
             for model_name, model in models.items():
                 for setting, given in (("off", trimap), ("edges", trimmed)):
+                    if setting not in args.settings:
+                        continue
                     begin = time.perf_counter()
                     alpha = model.infer(image[None], given[None])[0]
                     seconds = time.perf_counter() - begin

@@ -4,13 +4,18 @@ Natural Image Matting", CVPR 2017; extended version arXiv 1707.05055), weight-fr
 One sparse linear system in the opacities of the unknown pixels, the sum of four "information flows"
 (section numbers of the CVPR paper; the extended version keeps the same terms and values).
 
-**Where each value comes from.**  No parameter is cited to an equation number: the papers' text past the
-abstract and introduction could not be read here (the search tool's stored copies of the CVPR paper, of
-arXiv 1707.05055 and of its HTML renderings stop there), and no public re-implementation that was found
-(the authors' MATLAB toolbox yaksoy/AffinityBasedMattingToolbox, OpenCV's alphamat module,
-moiling/IFMatting) names equations in its comments.  The § numbers are those recorded when the model was
-written and were not re-checked against the text.  Every value below equals the default of the authors'
-toolbox (``getMattingParams('IFM')``: ``cm_K = 20, cm_xyw = 1, cm_mult = 1, ku_K = 7, ku_xyw = 10,
+**Where each value comes from.**  No parameter is cited to an equation number, because no stored copy of
+either paper reaches past the introduction.  Sessions up to 2026-11-30 found the search tool's copies of
+the CVPR paper, of arXiv 1707.05055 and of its HTML renderings ending there.  On 2026-12-01 a dozen
+targeted queries of its web-page store (colour-mixture K_CM, K-to-U confidence η, intra-U K_U, local flow,
+σ weights and λ, patch trimming) came back with the openings of those pages only: arxiv-vanity's
+rendering of 1707.05055, vdocuments/dokumen copies of the CVPR and extended PDFs, deepai and the project
+pages.  Each excerpt (about 2,000 characters) ends in the abstract or the introduction: that store
+answers with a page's opening.  No public re-implementation that was found names equations in its
+comments: the authors' MATLAB toolbox yaksoy/AffinityBasedMattingToolbox, OpenCV's alphamat module with
+its README and tutorials, and moiling/IFMatting.  The § numbers are those recorded when the model was
+written, not re-checked against the text.  Every value below equals the default of the authors' toolbox
+(``getMattingParams('IFM')``: ``cm_K = 20, cm_xyw = 1, cm_mult = 1, ku_K = 7, ku_xyw = 10,
 ku_mult = 0.05, iu_K = 5, iu_xyw = 0.05, iu_mult = 0.01, loc_win = 1, loc_eps = 1e-6, loc_mult = 1,
 lambda = 100``), read for its parameter values only (academic-use licence; no code was taken).
 
@@ -67,7 +72,8 @@ differences could be checked against the papers' equations:
 - Solver: conjugate gradient preconditioned by pymatting's thresholded incomplete Cholesky (entries
   below 1e-2 dropped), chosen over pyamg's smoothed-aggregation multigrid and Jacobi by measurement
   (``benchmarks/information_flow.py solvers``, docs/benchmarks.md); ``preconditioner="jacobi"`` needs
-  no factorisation memory.
+  no factorisation memory.  Neighbours come from pykdtree's KD-tree (exact; ties at the K-th distance may
+  be broken otherwise than by scipy's).
 """
 
 from __future__ import annotations
