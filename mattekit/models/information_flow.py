@@ -4,38 +4,45 @@ Natural Image Matting", CVPR 2017; extended version arXiv 1707.05055), weight-fr
 One sparse linear system in the opacities of the unknown pixels, the sum of four "information flows"
 (section numbers of the CVPR paper; the extended version keeps the same terms and values).
 
-**Where each value comes from.**  No parameter is cited to an equation number, because no stored copy of
-either paper reaches past the introduction.  Sessions up to 2026-11-30 found the search tool's copies of
-the CVPR paper, of arXiv 1707.05055 and of its HTML renderings ending there.  On 2026-12-01 a dozen
-targeted queries of its web-page store (colour-mixture K_CM, K-to-U confidence η, intra-U K_U, local flow,
-σ weights and λ, patch trimming) came back with the openings of those pages only: arxiv-vanity's
-rendering of 1707.05055, vdocuments/dokumen copies of the CVPR and extended PDFs, deepai and the project
-pages.  Each excerpt (about 2,000 characters) ends in the abstract or the introduction: that store
-answers with a page's opening.  No public re-implementation that was found names equations in its
-comments: the authors' MATLAB toolbox yaksoy/AffinityBasedMattingToolbox, OpenCV's alphamat module with
-its README and tutorials, and moiling/IFMatting.  The § numbers are those recorded when the model was
-written, not re-checked against the text.  Every value below equals the default of the authors' toolbox
-(``getMattingParams('IFM')``: ``cm_K = 20, cm_xyw = 1, cm_mult = 1, ku_K = 7, ku_xyw = 10,
-ku_mult = 0.05, iu_K = 5, iu_xyw = 0.05, iu_mult = 0.01, loc_win = 1, loc_eps = 1e-6, loc_mult = 1,
-lambda = 100``), read for its parameter values only (academic-use licence; no code was taken).
+**Where each value comes from.**  No parameter is cited to an equation number read in the papers, because
+no stored copy of either paper reaches past the introduction.  Sessions up to 2026-11-30 found the search
+tool's copies of the CVPR paper, of arXiv 1707.05055 and of its HTML renderings ending there.  On
+2026-12-01 a dozen targeted queries of its web-page store (colour-mixture K_CM, K-to-U confidence η,
+intra-U K_U, local flow, σ weights and λ, patch trimming) came back with the openings of those pages
+only: arxiv-vanity's rendering of 1707.05055, vdocuments/dokumen copies of the CVPR and extended PDFs,
+deepai and the project pages.  Each excerpt (about 2,000 characters) ends in the abstract or the
+introduction: that store answers with a page's opening.  The authors' MATLAB toolbox
+(yaksoy/AffinityBasedMattingToolbox) and OpenCV's alphamat module (code, README, tutorials) name no
+equations.  The § numbers are those recorded when the model was written, not re-checked against the
+text.  Every value below equals the default of the authors' toolbox (``getMattingParams('IFM')``:
+``cm_K = 20, cm_xyw = 1, cm_mult = 1, ku_K = 7, ku_xyw = 10, ku_mult = 0.05, iu_K = 5, iu_xyw = 0.05,
+iu_mult = 0.01, loc_win = 1, loc_eps = 1e-6, loc_mult = 1, lambda = 100``), read for its parameter
+values only (academic-use licence; no code was taken).
+
+One lead, unverified: the comments of moiling/IFMatting (a Python re-implementation whose header cites
+the CVPR paper) number the equations it implements: (1) the LLE weights, (6) the weighted foreground and
+background colours F̄_p, B̄_p, (7) the confidence η_p, (15) the sum of the flows' Laplacians, (16) the
+system with the K-to-U flow (E_1) and (19) the one without (E_2).  They are quoted in the list below as
+"moiling (n)"; whether they follow the CVPR or the extended version, and whether they are right, could
+not be checked.
 
 - **Color-mixture flow** (§3.1, energy E_CM): every unknown pixel p is written as an affine combination
   of its K_CM = 20 nearest neighbours in the feature space [r, g, b, x̃, ỹ] (x̃, ỹ the pixel position
   divided by the image width and height); the weights solve the local linear embedding problem
-  min ‖c_p − Σ_q w_pq c_q‖² subject to Σ_q w_pq = 1, on the colours only.  E_CM = Σ_{p∈U}
+  min ‖c_p − Σ_q w_pq c_q‖² subject to Σ_q w_pq = 1, on the colours only (moiling (1)).  E_CM = Σ_{p∈U}
   (α_p − Σ_q w_pq α_q)², i.e. the Laplacian (I − W_CM)ᵀ(I − W_CM); weight 1.
 - **K-to-U flow** (§3.2, E_KU): K_KU = 7 nearest foreground and 7 nearest background pixels of each
   unknown pixel in [r, g, b, 10x̃, 10ỹ]; local-linear-embedding weights over those 14 colours; the sum of
   the foreground weights, w^F_p, is a direct estimate of α_p.  Its confidence η_p = ‖F̄_p − B̄_p‖² / 3
-  (F̄, B̄ the weighted foreground / background colours) weights E_KU = Σ_{p∈U} η_p (α_p − w^F_p)²;
-  σ_KU = 0.05.
+  (F̄, B̄ the weighted foreground / background colours; moiling (6), (7)) weights
+  E_KU = Σ_{p∈U} η_p (α_p − w^F_p)²; σ_KU = 0.05.
 - **Intra-U flow** (§3.3, E_UU): K_UU = 5 nearest unknown neighbours of each unknown pixel in
   [r, g, b, x̃/20, ỹ/20], affinity w_pq = max(1 − ‖f_p − f_q‖₁, 0), symmetrised; σ_UU = 0.01.
 - **Local flow** (§3.4, E_L): the matting Laplacian of Levin et al. (3×3 windows) on the windows that
   touch the unknown region; σ_L = 1.
 
-The minimiser of E_CM + σ_KU E_KU + σ_UU E_UU + σ_L E_L with the known pixels fixed (§3.5) is found
-with a preconditioned conjugate gradient.
+The minimiser of E_CM + σ_KU E_KU + σ_UU E_UU + σ_L E_L with the known pixels fixed (§3.5; moiling (15),
+(16), and (19) without the K-to-U flow) is found with a preconditioned conjugate gradient.
 
 Before the solve, each trimap is trimmed with the known-unknown-edge trimming of Shahrian et al. 2013
 (:func:`mattekit.trimap.trim_edges`), whose labels become K-to-U estimates with confidence 1 (the
