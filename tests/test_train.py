@@ -323,7 +323,7 @@ def test_gca_learns_mattes_of_held_out_photos(
     walk (seed 0 went 0.489 -> 0.322 with OpenCV 5 and -> 0.482 with OpenCV 4, whose warpAffine
     rounds differently).  Annealed, measured over seeds 0-5 in both environments (docs/benchmarks.md,
     "Training"): mean SAD 0.49-0.50 at initialisation (the trimap-only answer, 0.5 in the unknown
-    region: 0.488), falls by 0.117-0.162; the test asserts half the smallest fall."""
+    region: 0.488), falls by 0.117-0.163; the test asserts half the smallest fall."""
     root = _composition_from_dev(dev_dir, tmp_path / "data", ("GT01", "GT02", "GT04", "GT05"), 3)
     val = make_validation(dev_dir, tmp_path / "val", names=("GT08", "GT09"), size=(96, 64))
     steps, batch_size = 30, 4
