@@ -27,6 +27,7 @@ from train_tiny import NAME, TinyTask, make_composition, make_validation, tiny_r
 
 from mattekit.cli import main
 from mattekit.errors import MattekitError
+from mattekit.evaluate import find_cases, predict_and_score
 from mattekit.metrics import score
 from mattekit.train import load_recipe
 from mattekit.train.data import TrainingSet, extract_foregrounds, find_source
@@ -229,9 +230,26 @@ def one_thread() -> object:
     torch.set_num_threads(threads)
 
 
-def _gca_context(task) -> _Context:  # noqa: ANN001  (a Task)
-    """The trainer's step context for the task's freshly built (seed 0) networks on one CPU process."""
-    torch.manual_seed(0)
+def _composition_from_dev(dev_dir: Path, root: Path, names: tuple[str, ...], backgrounds: int) -> Path:
+    """fg/ alpha/ bg/ in ``root``: foregrounds estimated (pymatting) from dev photos and their ground truth
+    at 96 px, over ``backgrounds`` alphamatting.com test photos at 96 x 72 (other real pictures)."""
+    extract_foregrounds(
+        [dev_dir / "input_training_lowres" / f"{name}.png" for name in names],
+        [dev_dir / "gt_training_lowres" / f"{name}.png" for name in names],
+        root,
+        max_side=96,
+    )
+    torch.set_num_threads(1)  # pymatting's numba kernels reset OpenMP's thread count (to 2 here)
+    (root / "bg").mkdir()
+    for path in sorted((dev_dir.parent / "alphamatting-test" / "input_lowres").glob("*.png"))[:backgrounds]:
+        photo = cv2.imread(str(path))
+        cv2.imwrite(str(root / "bg" / path.name), cv2.resize(photo, (96, 72), interpolation=cv2.INTER_AREA))
+    return root
+
+
+def _gca_context(task, seed: int = 0) -> _Context:  # noqa: ANN001  (a Task)
+    """The trainer's step context for the task's freshly built (``seed``) networks on one CPU process."""
+    torch.manual_seed(seed)
     modules = task.build_modules()
     cpu = torch.device("cpu")
     return _Context(
@@ -286,6 +304,50 @@ def test_gca_overfits_a_real_composite(tmp_path: Path, dev_dir: Path, one_thread
     after = sad()
     assert losses[-1] < 0.5 * losses[0], losses
     assert after < 0.12, (before, after)
+
+
+#: Seeds of the held-out test: the suite runs seed 0; ``MATTEKIT_LEARN_SEEDS=0,1,2`` measures others.
+LEARN_SEEDS = [int(seed) for seed in os.environ.get("MATTEKIT_LEARN_SEEDS", "0").split(",")]
+
+
+@pytest.mark.parametrize("seed", LEARN_SEEDS)
+def test_gca_learns_mattes_of_held_out_photos(
+    tmp_path: Path, dev_dir: Path, one_thread: object, seed: int
+) -> None:
+    """Item 7's held-out check: the full GCA network, its task's step, Adam and clipping, trained for 30
+    steps of batch 4 on 64 px crops the data chain composites on the fly (four dev photos' estimated
+    foregrounds over three other real photos), scored as validation scores (``predict_and_score``: the
+    8-bit matte ``mattekit predict`` writes, SAD over Trimap1's unknown region) on two photos it never
+    sees, GT08 and GT09 at 96 x 64.  The recipe's own schedule runs over the run's 30 steps (2 warmup,
+    cosine to zero): stopped at peak lr, the held-out SAD of a 30-step run was a snapshot of a noisy
+    walk (seed 0 went 0.489 -> 0.322 with OpenCV 5 and -> 0.482 with OpenCV 4, whose warpAffine
+    rounds differently).  Annealed, measured over seeds 0-5 in both environments (docs/benchmarks.md,
+    "Training"): mean SAD 0.49-0.50 at initialisation (the trimap-only answer, 0.5 in the unknown
+    region: 0.488), falls by 0.117-0.163; the test asserts half the smallest fall."""
+    root = _composition_from_dev(dev_dir, tmp_path / "data", ("GT01", "GT02", "GT04", "GT05"), 3)
+    val = make_validation(dev_dir, tmp_path / "val", names=("GT08", "GT09"), size=(96, 64))
+    steps, batch_size = 30, 4
+    recipe = load_recipe("gca", ["crop_size=64", f"steps={steps}", "warmup_steps=2", f"seed={seed}"])
+    task = get_task("gca")(recipe)
+    dataset = TrainingSet(find_source(root, recipe.data), recipe, task)
+    cases = find_cases(val).cases
+    ctx = _gca_context(task, seed)
+    net = ctx.models["generator"]
+
+    def held_out_sad() -> float:
+        rows, _ = predict_and_score(cases, task.inference_model(net, ctx.device))
+        net.train()
+        return float(np.mean([row.scores.sad for row in rows]))
+
+    before = held_out_sad()
+    for step in range(steps):
+        samples = [dataset[divmod(step * batch_size + i, len(dataset))] for i in range(batch_size)]
+        batch = {key: torch.from_numpy(np.stack([s[key] for s in samples])) for key in samples[0]}
+        ctx.step = step
+        task.training_step(batch, ctx)
+    after = held_out_sad()
+    print(f"held-out SAD, seed {seed}: {before:.4f} -> {after:.4f} (fall {before - after:.4f})")
+    assert after < before - 0.058, (before, after)
 
 
 def test_gca_run_exports_weights_predict_loads_and_models_add_names(
