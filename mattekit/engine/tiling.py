@@ -21,6 +21,7 @@ patch needs beyond the image border by reflection, and merges overlaps with "a l
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -141,6 +142,7 @@ def grid(
     grow: bool = True,
     least_area: int = 0,
     within_tile: bool = True,
+    fits: Callable[[int, int, float], bool] | None = None,
 ) -> TileGrid:
     """Tile an image (``0 <= overlap < tile``, see :func:`mattekit.engine.planner.check`).
 
@@ -179,7 +181,8 @@ def grid(
                 continue
             least = min(least_area, height * width)
             window, enough = _context_window(
-                trimap, focus, margin, max_side or max(height, width), need, least, round(EDGE_REACH * tile)
+                trimap, focus, margin, max_side or max(height, width), need, least, round(EDGE_REACH * tile),
+                fits,
             )
             run.append(Tile(*core, r, c, window, focus, _unknown_share(trimap, window)))
             if not enough:
@@ -216,6 +219,7 @@ def _context_window(
     need: tuple[float, float],
     least: int = 0,
     reach: int = 0,
+    fits: Callable[[int, int, float], bool] | None = None,
 ) -> tuple[Box, bool]:
     """``focus`` grown by ``margin``, then by doubling amounts until the window holds the ``need``ed shares
     of known foreground and background and ``least`` pixels; whether it does (it may stop at
@@ -230,6 +234,15 @@ def _context_window(
         if bigger == window:
             break
         window = bigger
+    # ``max_side`` holds a window of unknown pixels only; one still short of a known class grows on while
+    # the model's estimate for its own unknown share fits (``fits(height, width, unknown)``).
+    while not enough and fits is not None:
+        growth *= 2
+        bigger = _grown(focus, growth, trimap.shape, max(trimap.shape))
+        if bigger == window or not fits(*_size(bigger), _unknown_share(trimap, bigger)):
+            break
+        window = bigger
+        enough = _holds(trimap, window, need) and _pixels(window) >= least
     while _open_border(trimap, window) > MAX_OPEN_BORDER and growth < reach:
         growth = min(max(2 * growth, 16), reach)
         bigger = _grown(focus, growth, trimap.shape, max_side)
@@ -256,6 +269,10 @@ def _open_border(trimap: np.ndarray, window: Box) -> float:
     if not edges:
         return 0.0
     return float((np.concatenate(edges) == UNKNOWN).mean())
+
+
+def _size(box: Box) -> tuple[int, int]:
+    return box[1] - box[0], box[3] - box[2]
 
 
 def _pixels(box: Box) -> int:
