@@ -1,15 +1,15 @@
 """Shared sampling matting (Gastal & Oliveira, Eurographics 2010), windows drawing the whole image's samples.
 
-pymatting's ``estimate_alpha_sm`` runs the paper's four steps on one image: trimap expansion (§4.1), sample
-gathering along rays (§4.2), sample refinement (§4.3) and local smoothing (§4.4).  The gathering casts
-rays from every unknown pixel until they meet known foreground and background or leave the image, so its
-samples come from anywhere in the photo; a window cut from a big photo ends its rays at the window's
-edge and draws other samples (docs/engine.md, "Per-tile differences of shared sampling").  Here a window
-is solved with the whole image at hand: the expansion and the fallback colours are the whole image's,
-and the gathering (:func:`gather_window`) casts each window pixel's rays across the whole image; only
-refinement and smoothing, which look 5 px around a pixel, run on the window.  Pixels more than
-``REACH`` px inside a window therefore get the whole-image pass's alpha to the last bit, whatever the
-window's size.
+pymatting's ``estimate_alpha_sm`` runs the paper's four steps on one image: trimap expansion, sample
+gathering along rays, sample refinement and local smoothing (the paper is not among the stored ones, so no
+section numbers are given). The gathering casts rays from every unknown pixel until they meet known
+foreground and background or leave the image, so its samples come from anywhere in the photo; a window cut
+from a big photo ends its rays at the window's edge and draws other samples (docs/engine.md, "Per-tile
+differences of shared sampling"). Here a window is solved with the whole image at hand: the expansion and
+the fallback colours are the whole image's, and the gathering (:func:`gather_window`) casts each window
+pixel's rays across the whole image; only refinement and smoothing, which look 5 px around a pixel each,
+run on the window. Pixels more than 10 px inside a window (the engine's margin is the overlap, 32 px by
+default) therefore get the whole-image pass's alpha to the last bit, whatever the window's size.
 
 The gathering kernel is pymatting's ``sample_gathering`` (same start angles, costs and ties) with its
 loop restricted to one window's pixels; it calls pymatting's own cost functions.  Parameters are
@@ -48,15 +48,13 @@ NP_RADIUS = 1
 REFINEMENT_RADIUS = 5
 SMOOTHING_RADII = (5, 5, 5)
 SMOOTHING_SIGMA_SQ = ((2 * 5 + 1) ** 2 / (9.0 * math.pi), 0.1, (2 * 5 + 1) ** 2 / (9.0 * math.pi))
-#: How far (px) refinement and smoothing look around a pixel, together: pixels at least this far inside a
-#: window (or at the image border) get exactly the whole-image alpha.
-REACH = REFINEMENT_RADIUS + max(SMOOTHING_RADII)
+
 
 def gather_window(
     gathering_f: np.ndarray, gathering_b: np.ndarray, gathering_alpha: np.ndarray,
     image: np.ndarray, trimap: np.ndarray, top: int, left: int,
 ) -> None:
-    """Sample gathering (§4.2) of the window whose top-left pixel is (``top``, ``left``) of ``image`` and
+    """Sample gathering of the window whose top-left pixel is (``top``, ``left``) of ``image`` and
     of its expanded ``trimap`` (whole-image float32 arrays), into the window-sized outputs; rays run over
     the whole image.  pymatting's loop, restricted to the window (compiled on the first call, then
     read from numba's cache)."""
@@ -153,7 +151,7 @@ def _gather(gathering_f, gathering_b, gathering_alpha, image, trimap, top, left,
 
 
 class FramedImage:
-    """One image prepared for window solves: its float32 colours, its expanded trimap (§4.1) and the mean
+    """One image prepared for window solves: its float32 colours, its expanded trimap and the mean
     known colours pymatting falls back on, all of the whole image."""
 
     def __init__(self, image: np.ndarray, trimap: np.ndarray) -> None:
