@@ -193,9 +193,16 @@ def plan(
         # which compare whole patches of one size (HDMatt's patches are all 320 px).
         margin = overlap if model.context is None else None
         max_side = _largest_window(model, host, budget, device, max(height, width), size + 2 * overlap)
-        tile_grid = grid(
-            height, width, size, overlap, trimap, margin, max_side, model.grow_context, least_area
-        )
+        # A model that solves windows with the whole image at hand needs no more context than its margin.
+        whole = model.whole_image_windows
+
+        def fits(window_height: int, window_width: int, unknown: float) -> bool:
+            padded = padded_size(model.requirements, window_height, window_width)
+            buffers = _area(padded) * TILE_BUFFER_BYTES_PER_PIXEL if device == "cpu" else 0
+            return host + buffers + model.estimate_memory(*padded, 1, unknown=unknown) <= budget
+
+        tile_grid = grid(height, width, size, overlap, trimap, margin, max_side,
+                         model.grow_context and not whole, least_area, within_tile=not whole, fits=fits)
         # One batch stacks windows of one size; the largest window bounds what any batch needs per tile.
         per_tile = max((_window_peak(model, t, device) for t in tile_grid.run), default=0)
         most = min(MAX_BATCH[device], max(len(tile_grid.run), 1))

@@ -54,12 +54,27 @@ def run_tiled(
     if model.context is not None and tile_grid.run:
         pool = _context_pool(model, image, trimap, tile_grid.run)
     alpha = np.zeros(image.shape[:2], dtype=np.float32)
-    short = set(tile_grid.short)
+    solver = None
+    if trimap is not None and pool is None:
+        solver = model.window_solver(image, trimap)
+        assert solver is None or not any(requirements.padding(1, 1)), "window solvers take unpadded windows"
+    short = set(tile_grid.short) if solver is None else set()
     guide = None
     if short and trimap is not None:
         guide = _coarse_guide(model, image, trimap, tile_plan.max_side)
     done = 0
     for chunk in _batches(tile_grid.run, tile_plan.batch):
+        if solver is not None:  # the model sees the whole image: nothing to gather, guide or pad
+            for tile in chunk:
+                top, bottom, left, right = tile.focus
+                window = solver(tile.window)
+                alpha[top:bottom, left:right] += tile_grid.weights(tile, tile.focus) * _focus(
+                    window, tile, requirements
+                )
+            done += len(chunk)
+            if progress is not None:
+                progress(done, len(tile_grid.run))
+            continue
         images, trimaps = _gather(image, trimap, chunk, requirements)
         if guide is not None and trimaps is not None:
             for i, tile in enumerate(chunk):

@@ -21,6 +21,7 @@ patch needs beyond the image border by reflection, and merges overlaps with "a l
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -77,6 +78,11 @@ MIN_KNOWN_SHARE = 0.05
 #: A tile's window grows until at most this share of its edge pixels (those inside the image) are unknown,
 #: so that the solve meets known boundary values where the whole image's would (docs/engine.md).
 MAX_OPEN_BORDER = 0.1
+#: The open-edge rule grows a window at most this share of the tile size around its focus.  Past that an
+#: unknown region is wider than a tile; growing on made windows balloon to the memory cap (information
+#: flow, GT03 Trimap1 at 3x: 11 of 15 windows capped, 9x the model pixels) and capped windows took the
+#: coarse guide.  Measured at 3x with 512 px tiles (docs/engine.md, "Open window edges").
+EDGE_REACH = 0.75
 #: Windows start on multiples of this in both axes, as the whole image does at 0: strided networks then
 #: see the same grid of cells (GCA's is 32 px) and pymatting's shared sampling the same ray angles (its
 #: start angles repeat every 8 px), so a tile computes what the whole image would with that context.
@@ -135,6 +141,8 @@ def grid(
     max_side: int | None = None,
     grow: bool = True,
     least_area: int = 0,
+    within_tile: bool = True,
+    fits: Callable[[int, int, float], bool] | None = None,
 ) -> TileGrid:
     """Tile an image (``0 <= overlap < tile``, see :func:`mattekit.engine.planner.check`).
 
@@ -145,7 +153,8 @@ def grid(
     unknown pixels, and the model sees a ``window`` around it: the focus grown by ``margin`` px, then
     grown further (doubling the growth) until it holds enough known foreground and background pixels
     (``MIN_KNOWN_SHARE``) and at least ``least_area`` pixels (models with non-local affinities), reaches
-    the image, or would exceed ``max_side`` px on a side.  Without a
+    the image, or would exceed ``max_side`` px on a side.  Without ``grow`` the window is the focus grown
+    by ``margin``, cut to the tile's core when ``within_tile`` (networks).  Without a
     ``margin`` (models that compare whole patches) window and focus are the core.
     """
     rows, cols = axis(height, tile, overlap), axis(width, tile, overlap)
@@ -165,13 +174,15 @@ def grid(
                 run.append(Tile(*core, r, c, core, core, float(unknown.mean())))
                 continue
             focus = _bounding_box(core, unknown)
-            if not grow:  # the focus plus a margin within the core, as networks were measured
-                window = _within(_grown(focus, margin, trimap.shape, max(height, width)), core)
+            if not grow:  # the focus plus a margin (within the core, as networks were measured)
+                window = _grown(focus, margin, trimap.shape, max(height, width))
+                window = _within(window, core) if within_tile else window
                 run.append(Tile(*core, r, c, window, focus, _unknown_share(trimap, window)))
                 continue
             least = min(least_area, height * width)
             window, enough = _context_window(
-                trimap, focus, margin, max_side or max(height, width), need, least
+                trimap, focus, margin, max_side or max(height, width), need, least, round(EDGE_REACH * tile),
+                fits,
             )
             run.append(Tile(*core, r, c, window, focus, _unknown_share(trimap, window)))
             if not enough:
@@ -201,16 +212,39 @@ def _bounding_box(core: Box, unknown: np.ndarray) -> Box:
 
 
 def _context_window(
-    trimap: np.ndarray, focus: Box, margin: int, max_side: int, need: tuple[float, float], least: int = 0
+    trimap: np.ndarray,
+    focus: Box,
+    margin: int,
+    max_side: int,
+    need: tuple[float, float],
+    least: int = 0,
+    reach: int = 0,
+    fits: Callable[[int, int, float], bool] | None = None,
 ) -> tuple[Box, bool]:
     """``focus`` grown by ``margin``, then by doubling amounts until the window holds the ``need``ed shares
     of known foreground and background and ``least`` pixels; whether it does (it may stop at
-    ``max_side`` or the image)."""
+    ``max_side`` or the image).  Then it grows on while its edge is open (``MAX_OPEN_BORDER``), to at most
+    ``reach`` px around the focus: past that the unknown region is wider than a tile, and the window keeps
+    its open edge (it is not short of context for that: the coarse guide is for missing known classes)."""
     growth = margin
     window = _grown(focus, growth, trimap.shape, max_side)
-    while not (enough := _holds(trimap, window, need) and _pixels(window) >= least
-               and _open_border(trimap, window) <= MAX_OPEN_BORDER):
+    while not (enough := _holds(trimap, window, need) and _pixels(window) >= least):
         growth = max(2 * growth, 16)
+        bigger = _grown(focus, growth, trimap.shape, max_side)
+        if bigger == window:
+            break
+        window = bigger
+    # ``max_side`` holds a window of unknown pixels only; one still short of a known class grows on while
+    # the model's estimate for its own unknown share fits (``fits(height, width, unknown)``).
+    while not enough and fits is not None:
+        growth *= 2
+        bigger = _grown(focus, growth, trimap.shape, max(trimap.shape))
+        if bigger == window or not fits(*_size(bigger), _unknown_share(trimap, bigger)):
+            break
+        window = bigger
+        enough = _holds(trimap, window, need) and _pixels(window) >= least
+    while _open_border(trimap, window) > MAX_OPEN_BORDER and growth < reach:
+        growth = min(max(2 * growth, 16), reach)
         bigger = _grown(focus, growth, trimap.shape, max_side)
         if bigger == window:
             break
@@ -235,6 +269,10 @@ def _open_border(trimap: np.ndarray, window: Box) -> float:
     if not edges:
         return 0.0
     return float((np.concatenate(edges) == UNKNOWN).mean())
+
+
+def _size(box: Box) -> tuple[int, int]:
+    return box[1] - box[0], box[3] - box[2]
 
 
 def _pixels(box: Box) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
@@ -80,6 +81,10 @@ class MattingModel(ABC):
     #: overlap, as their global attention makes every extra pixel cost quadratically.
     grow_context: ClassVar[bool] = True
 
+    #: Whether :meth:`window_solver` solves windows with the whole image at hand; their windows are then
+    #: the unknown box plus the overlap, which needs to cover only what the model looks at around a pixel.
+    whole_image_windows: ClassVar[bool] = False
+
     #: The least share of the image's area a tile's window must hold, for models whose affinities reach
     #: across the whole image (KNN matting: each pixel's neighbours in colour are found anywhere in it);
     #: the engine then also cuts tiles about that large, so that windows add little to the tiles.
@@ -116,6 +121,20 @@ class MattingModel(ABC):
         more, docs/engine.md "Context"); for every other model a window is just a smaller image.
         """
         return self.infer(images, trimaps)
+
+    def window_solver(
+        self, image: np.ndarray, trimap: np.ndarray
+    ) -> Callable[[tuple[int, int, int, int]], np.ndarray] | None:
+        """A function that mattes any window ``(top, bottom, left, right)`` of this ``image`` (H, W, 3) and
+        ``trimap`` (H, W) with the whole of them at hand, returning the window's raw alpha; or None (the
+        default), and the engine cuts windows out for :meth:`infer_window`.
+
+        For models without padding whose context reaches across the image in a way that a window cannot
+        hold but that is cheap to look up in the whole image: shared sampling casts its rays from a
+        window's pixels across the whole photo.  The engine then neither guides windows short of context
+        nor takes the coarse alpha for them: the model has all the context the whole-image pass has.
+        """
+        return None
 
     def infer_context(
         self, images: np.ndarray, trimaps: np.ndarray | None, context: TileContext
