@@ -53,13 +53,15 @@ image, trimap = load_image(sys.argv[1], "RGB"), load_image(sys.argv[2], "GRAY")
 save_image(sys.argv[3], {solver}(image, trimap))
 """
 
-#: Information-flow is mattekit's own solver: its plain script calls it through the Python API.
+#: Information-flow is mattekit's own solver: its plain script calls it through the Python API, with the
+#: edge trimming's labels as hints as the registered model does (without them it would skip the trimming).
 PLAIN_API = """
 import sys
 from pymatting import load_image, save_image
 from mattekit.models.information_flow import information_flow_alpha
-from mattekit.trimap import read_trimap
-save_image(sys.argv[3], information_flow_alpha(load_image(sys.argv[1], "RGB"), read_trimap(sys.argv[2])))
+from mattekit.trimap import read_trimap, trim_edges
+image, trimap = load_image(sys.argv[1], "RGB"), read_trimap(sys.argv[2])
+save_image(sys.argv[3], information_flow_alpha(image, trimap, hints=trim_edges(image, trimap)))
 """
 MODELS = [*SOLVERS, "information-flow"]
 

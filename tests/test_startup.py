@@ -23,7 +23,8 @@ _PROBE = """
 import sys
 from mattekit.cli import main
 status = main(sys.argv[1:])
-heavy = sorted(m for m in ("torch", "pymatting", "cv2", "mattekit.zoo", "rich") if m in sys.modules)
+heavy = ("torch", "pymatting", "cv2", "mattekit.zoo", "rich", "pydantic")
+heavy = sorted(m for m in heavy if m in sys.modules)
 print("imported:", " ".join(heavy), file=sys.stderr)
 sys.exit(status)
 """
@@ -71,6 +72,8 @@ def test_commands_without_networks_never_import_torch(
     assert ("mattekit.zoo" in imported) == (command[0] in ("--help", "models"))
     # rich draws bars and tables; predict writing to a pipe (as here) draws nothing and needs none of it
     assert ("rich" in imported) == (command[0] != "predict")
+    # typer is capped below 0.29, which converts every option through pydantic (≈0.1 s per process)
+    assert "pydantic" not in imported
 
 
 def test_kernel_cache_is_found_where_numba_keeps_it(tmp_path: Path) -> None:
