@@ -11,9 +11,9 @@ pixel's rays across the whole image; only refinement and smoothing, which look 5
 run on the window. Pixels more than 10 px inside a window (the engine's margin is the overlap, 32 px by
 default) therefore get the whole-image pass's alpha to the last bit, whatever the window's size.
 
-The gathering kernel is pymatting's ``sample_gathering`` (same start angles, costs and ties) with its
-loop restricted to one window's pixels; it calls pymatting's own cost functions.  Parameters are
-``estimate_alpha_sm``'s defaults.
+The gathering kernel is pymatting's ``sample_gathering`` (MIT licence; same start angles, costs and
+ties) with its loop restricted to one window's pixels; it calls pymatting's own cost functions.
+Parameters are ``estimate_alpha_sm``'s defaults.
 """
 
 from __future__ import annotations
