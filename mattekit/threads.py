@@ -53,10 +53,15 @@ def auto_threads(cores: int | None = None, load: float | None = None) -> int:
 
 
 def apply(threads: int) -> None:
-    """Compute with ``threads`` threads in torch (intra-op) and numba (pymatting's parallel kernels),
-    for whichever of them is imported: call it after the model is built."""
+    """Compute with ``threads`` threads in torch (intra-op), numba (pymatting's parallel kernels) and
+    OpenMP (pykdtree's neighbour searches), for whichever of them is imported: call it after the model is
+    built."""
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(threads)
     if "numba" in sys.modules:
         numba = sys.modules["numba"]
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    if "pykdtree.kdtree" in sys.modules:  # information flow's; OpenMP would otherwise take every core
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=threads, user_api="openmp")

@@ -128,9 +128,13 @@ def test_thread_policy_leaves_busy_cores_alone(monkeypatch: pytest.MonkeyPatch, 
 
 @pytest.mark.parametrize("count", [1, 2])  # 1 differs from the default on an idle machine, 2 on a busy one
 def test_threads_option_reaches_the_solver(tmp_path: Path, count: int) -> None:
-    """--threads sets numba's thread count for pymatting's parallel kernels (checked in the process)."""
+    """--threads sets numba's thread count for pymatting's parallel kernels and OpenMP's for the default
+    model's KD-tree searches (pykdtree), checked in the process."""
     probe = (
-        "import sys, numba; from mattekit.cli import main; status = main(sys.argv[1:]); "
+        "import sys, numba; from threadpoolctl import threadpool_info; from mattekit.cli import main; "
+        "status = main(sys.argv[1:]); "
+        "omp = {i['num_threads'] for i in threadpool_info() if i['user_api'] == 'openmp'}; "
+        "print('openmp', *sorted(omp), file=sys.stderr); "
         "print('threads', numba.get_num_threads(), file=sys.stderr); sys.exit(status)"
     )
     args = [str(IMAGES / "chelsea.png"), "-t", str(IMAGES / "chelsea_trimap.png"), "-o", str(tmp_path)]
@@ -138,3 +142,4 @@ def test_threads_option_reaches_the_solver(tmp_path: Path, count: int) -> None:
     run = subprocess.run(command, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert run.stderr.strip().splitlines()[-1] == f"threads {min(count, os.cpu_count() or 1)}"
+    assert run.stderr.strip().splitlines()[-2] == f"openmp {count}"

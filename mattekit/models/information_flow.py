@@ -168,7 +168,8 @@ def _neighbors(data: np.ndarray, queries: np.ndarray, k: int, skip_self: bool = 
     if k <= skip_self:
         return np.empty((queries.shape[0], 0), dtype=np.int64)
     # pykdtree, not scipy's cKDTree: the same neighbours (only ties at the K-th distance may be broken the
-    # other way), in about half the time on alphamatting-dev (docs/benchmarks.md); OpenMP on every core.
+    # other way), in about half the time on alphamatting-dev (docs/benchmarks.md); OpenMP threads are set
+    # by mattekit.threads.apply (--threads).
     _, index = KDTree(data, leafsize=16).query(queries, k=k)
     index = index.reshape(queries.shape[0], k).astype(np.int64)
     return index[:, 1:] if skip_self else index
