@@ -21,9 +21,11 @@ from mattekit.models.information_flow import (
     LLE_CONDITIONING,
     FlowParameters,
     InformationFlowMatting,
+    _Problem,
     build_system,
     information_flow_alpha,
     lle_weights,
+    local_laplacian,
     solve,
 )
 from mattekit.predictor import MattingInput, load_input, run_model
@@ -74,6 +76,23 @@ def test_lle_weights_equal_the_direct_solve() -> None:
     inside = neighbors.mean(axis=1)
     rebuilt = np.einsum("nk,nkc->nc", lle_weights(inside, neighbors), neighbors)
     assert np.abs(rebuilt - inside).max() < 0.02
+
+
+def test_local_flow_equals_pymatting_matting_laplacian(dev_dir: Path) -> None:
+    """The unknown rows of the local flow (mattekit's kernel) are pymatting's closed-form matting Laplacian
+    restricted to the unknowns, and its right-hand side is that Laplacian times the known alphas; the
+    crop touches the image border, where windows are cut."""
+    from pymatting import cf_laplacian
+
+    image, trimap, _ = _crop(dev_dir, "GT05", size=48)
+    image, trimap = image[:, :40], trimap[:, :40].copy()
+    trimap[:, 0] = UNKNOWN  # unknown pixels on the crop's border
+    problem = _Problem(image, trimap)
+    matrix, fixed = local_laplacian(image, problem, 1e-6)
+    reference = cf_laplacian(image.astype(np.float64), epsilon=1e-6, radius=1).tocsr()[problem.unknown]
+    known = np.flatnonzero(trimap.ravel() != UNKNOWN)
+    assert np.abs(matrix.toarray() - reference[:, problem.unknown].toarray()).max() < 1e-9  # rounding
+    assert np.abs(fixed - reference[:, known] @ problem.known_alpha[known]).max() < 1e-9
 
 
 def test_conjugate_gradient_matches_a_direct_solve(dev_dir: Path) -> None:

@@ -87,6 +87,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Literal
@@ -116,6 +117,8 @@ ICHOL_DISCARD = 1e-2
 #: Diagonal shifts the incomplete Cholesky factorisation tries, in order, until one gives a positive pivot
 #: everywhere (see _preconditioner).
 ICHOL_SHIFTS = (0.1, 0.5, 1.0, 10.0, 100.0)
+#: Unknown pixels whose local linear embeddings are computed at once (see _in_blocks).
+BLOCK_ROWS = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -203,6 +206,14 @@ def _solve_symmetric3(m: np.ndarray, v: np.ndarray) -> np.ndarray:
     return np.stack(rows, axis=1) / determinant[:, None]
 
 
+def _in_blocks(rows: int, compute: Callable[[slice], tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...]:
+    """``compute`` run on consecutive row slices of at most BLOCK_ROWS, its outputs concatenated: the
+    per-pixel (K, 3) colour arrays of the local linear embeddings then take a block's memory, not the whole
+    unknown region's (they were about 1.2 kB per unknown pixel, the largest part of the solve's peak)."""
+    parts = [compute(slice(start, start + BLOCK_ROWS)) for start in range(0, rows, BLOCK_ROWS)]
+    return tuple(np.concatenate(outputs) for outputs in zip(*parts, strict=True))
+
+
 def color_mixture(problem: _Problem, params: FlowParameters) -> tuple[sp.csr_matrix, np.ndarray]:
     """Rows of I − W_CM for the unknown pixels (§3.1): the matrix over the unknowns and the part fixed by
     known neighbours (a vector), so that E_CM = ‖M α_U − m‖²."""
@@ -215,13 +226,18 @@ def color_mixture(problem: _Problem, params: FlowParameters) -> tuple[sp.csr_mat
     n, k = index.shape
     if k == 0:
         return sp.identity(n, format="csr"), np.zeros(n)
-    weights = lle_weights(problem.colors[unknown], problem.colors[index])
-    position = problem.position[index]
-    inside = position >= 0
-    fixed = np.where(inside, 0.0, weights * problem.known_alpha[index]).sum(axis=1)
-    rows = np.repeat(np.arange(n), k)[inside.ravel()]
-    mixing = sp.csr_matrix((weights[inside], (rows, position[inside])), shape=(n, n))
-    return (sp.identity(n, format="csr") - mixing).tocsr(), fixed
+    (weights,) = _in_blocks(
+        n, lambda rows: (lle_weights(problem.colors[unknown[rows]], problem.colors[index[rows]]),)
+    )
+    # Unknown pixels have known_alpha 0, so this sums over the known neighbours only.
+    fixed = (weights * problem.known_alpha[index]).sum(axis=1)
+    # Row p of I − W_CM: 1 at p, −w_pq at each unknown neighbour q; built as CSR directly (a COO matrix and
+    # a subtraction from the identity made three copies of it).
+    columns = np.concatenate([np.arange(n)[:, None], problem.position[index]], axis=1)
+    values = np.concatenate([np.ones((n, 1)), -weights], axis=1)
+    inside = columns >= 0
+    indptr = np.concatenate([[0], np.cumsum(inside.sum(axis=1))])
+    return sp.csr_matrix((values[inside], columns[inside], indptr), shape=(n, n)), fixed
 
 
 def known_to_unknown(
@@ -239,13 +255,17 @@ def known_to_unknown(
         sides.append(known[index])
     split = sides[0].shape[1]
     index = np.concatenate(sides, axis=1)
-    colors = problem.colors[index]
-    weights = lle_weights(problem.colors[pixels], colors)
-    fg_weight = weights[:, :split].sum(axis=1)
-    mean_fg = _weighted_mean(weights[:, :split], colors[:, :split])
-    mean_bg = _weighted_mean(weights[:, split:], colors[:, split:])
-    confidence = np.clip(((mean_fg - mean_bg) ** 2).sum(axis=1) / 3.0, 0.0, 1.0)
-    return np.clip(fg_weight, 0.0, 1.0), confidence
+
+    def estimate(rows: slice) -> tuple[np.ndarray, np.ndarray]:
+        colors = problem.colors[index[rows]]
+        weights = lle_weights(problem.colors[pixels[rows]], colors)
+        mean_fg = _weighted_mean(weights[:, :split], colors[:, :split])
+        mean_bg = _weighted_mean(weights[:, split:], colors[:, split:])
+        confidence = np.clip(((mean_fg - mean_bg) ** 2).sum(axis=1) / 3.0, 0.0, 1.0)
+        return np.clip(weights[:, :split].sum(axis=1), 0.0, 1.0), confidence
+
+    fg_weight, confidence = _in_blocks(pixels.size, estimate)
+    return fg_weight, confidence
 
 
 def _weighted_mean(weights: np.ndarray, colors: np.ndarray) -> np.ndarray:
@@ -269,26 +289,22 @@ def intra_unknown(problem: _Problem, params: FlowParameters) -> sp.csr_matrix:
     return (sp.diags(np.asarray(graph.sum(axis=1)).ravel()) - graph).tocsr()
 
 
-def local_laplacian(
-    image: np.ndarray, trimap: np.ndarray, problem: _Problem, epsilon: float
-) -> tuple[sp.csr_matrix, np.ndarray]:
-    """The matting Laplacian on the 3×3 windows touching the unknown region (§3.4), restricted to the
-    unknowns, and its product with the known alphas (the part that moves to the right-hand side)."""
-    from pymatting import cf_laplacian  # pymatting (numba) takes seconds to import: only when solving
+def local_laplacian(image: np.ndarray, problem: _Problem, epsilon: float) -> tuple[sp.csr_matrix, np.ndarray]:
+    """The matting Laplacian (3×3 windows, §3.4) restricted to the unknowns, and its product with the known
+    alphas (the part that moves to the right-hand side).  Only the unknown pixels' rows are built
+    (:func:`mattekit.kernels.matting_laplacian_rows`): about 450 bytes per unknown pixel, where building
+    the Laplacian of the unknown region's bounding box took 500 bytes per pixel of the box."""
+    from mattekit.kernels import matting_laplacian_rows  # numba: imported with pymatting, on first solve
 
-    rows, cols = np.divmod(problem.unknown, problem.width)
-    top, left = max(rows.min() - 2, 0), max(cols.min() - 2, 0)
-    bottom, right = min(rows.max() + 3, problem.height), min(cols.max() + 3, problem.width)
-    crop_tri = trimap[top:bottom, left:right]
-    crop = np.ascontiguousarray(image[top:bottom, left:right], dtype=np.float64)
-    laplacian = cf_laplacian(crop, epsilon=epsilon, radius=1, is_known=crop_tri != UNKNOWN).tocsr()
-    crop_rows, crop_cols = np.mgrid[top:bottom, left:right]
-    flat = (crop_rows * problem.width + crop_cols).ravel()
-    inside = problem.position[flat] >= 0
-    rows = laplacian[inside]
-    # pymatting orders its unknowns row by row like problem.unknown, so the crop's unknowns line up.
-    fixed = rows @ np.where(inside, 0.0, problem.known_alpha[flat])
-    return rows[:, inside].tocsr(), fixed
+    values, columns, fixed = matting_laplacian_rows(
+        np.ascontiguousarray(image, dtype=np.float64), epsilon, problem.unknown, problem.position,
+        problem.known_alpha,
+    )
+    inside = columns >= 0
+    # Each row's columns come in increasing flat index, hence increasing position: CSR as it stands.
+    indptr = np.concatenate([[0], np.cumsum(inside.sum(axis=1))])
+    n = problem.unknown.size
+    return sp.csr_matrix((values[inside], columns[inside], indptr), shape=(n, n)), fixed
 
 
 def build_system(
@@ -306,13 +322,17 @@ def build_system(
     trimming; the pixel stays unknown."""
     problem = _Problem(image, trimap, frame)
     mixing, mixing_fixed = color_mixture(problem, params)
-    # Mᵀ made CSR first: scipy's CSC @ CSR product took 3× as long (GT08/Trimap1: 3.1 s against 1.0 s).
-    matrix = (mixing.T.tocsr() @ mixing).tocsr()
     rhs = mixing.T @ mixing_fixed
-    local, local_fixed = local_laplacian(image, trimap, problem, params.local_epsilon)
-    matrix = matrix + params.local_weight * local
-    rhs = rhs - params.local_weight * local_fixed
-    matrix = matrix + params.uu_weight * intra_unknown(problem, params)
+    # Mᵀ made CSR first: scipy's CSC @ CSR product took 3× as long (GT08/Trimap1: 3.1 s against 1.0 s).
+    product = (mixing.T.tocsr() @ mixing).tocsr()
+    del mixing
+    # The other terms are summed first and then added to that product, the largest matrix, once: each
+    # sparse sum makes a new matrix, and summing them onto it one by one held three copies of it at once.
+    local, local_fixed = local_laplacian(image, problem, params.local_epsilon)
+    local.data *= params.local_weight
+    rhs -= params.local_weight * local_fixed
+    intra = intra_unknown(problem, params)
+    intra.data *= params.uu_weight
     hinted = np.full(problem.unknown.size, UNKNOWN) if hints is None else hints.ravel()[problem.unknown]
     estimate, confidence = np.zeros(problem.unknown.size), np.ones(problem.unknown.size)
     estimate[hinted == FOREGROUND], estimate[hinted == BACKGROUND] = 1.0, 0.0
@@ -323,9 +343,10 @@ def build_system(
     diagonal = np.full(problem.unknown.size, ANCHOR)
     if params.known_to_unknown:
         diagonal += params.ku_weight * confidence
-    matrix = (matrix + sp.diags(diagonal)).tocsr()
-    rhs = rhs + diagonal * estimate
-    return matrix, rhs, estimate
+    rhs += diagonal * estimate
+    others = (local + intra + sp.diags(diagonal)).tocsr()
+    del local, intra
+    return (product + others).tocsr(), rhs, estimate
 
 
 def solve(
@@ -354,8 +375,11 @@ def _preconditioner(matrix: sp.csr_matrix, kind: Preconditioner) -> LinearOperat
         # whole factorisation (GT08/Trimap1: 11.0 s of set-up from shift 0, 2.2 s from 0.1); shift 0.1
         # succeeded on all 18, with the same or fewer iterations.  ichol print()s a "PERFORMANCE WARNING"
         # each time it retries with a larger shift; the retry is the fix, so the note is dropped.
+        # The matrix is symmetric, so its CSR arrays read as CSC are the same matrix: no CSC copy (about
+        # 840 bytes per unknown pixel, the largest part of the factorisation's peak).
+        symmetric = sp.csc_matrix((matrix.data, matrix.indices, matrix.indptr), shape=matrix.shape)
         with contextlib.redirect_stdout(io.StringIO()):
-            factor = ichol(matrix.tocsc(), discard_threshold=ICHOL_DISCARD, shifts=list(ICHOL_SHIFTS))
+            factor = ichol(symmetric, discard_threshold=ICHOL_DISCARD, shifts=list(ICHOL_SHIFTS))
         return LinearOperator(matrix.shape, matvec=factor, dtype=np.float64)
     inverse = 1.0 / matrix.diagonal()
     return LinearOperator(matrix.shape, matvec=lambda x: inverse * x, dtype=np.float64)
@@ -412,14 +436,12 @@ class InformationFlowMatting(MattingModel):
         self.edges = edges
 
     def bytes_per_pixel(self, unknown: float = 1.0) -> float:
-        """Peak memory growth of one solve per image pixel, measured (``benchmarks/information_flow.py
-        memory``) without edge trimming: 937 B at 9.7 % unknown (GT01/Trimap1; closed-form 504 B), 2182 B at
-        48.6 % unknown (GT04/Trimap2; closed-form 1380 B); the line through both, as the engine's rule for
-        solvers whose cost grows with the unknown share (docs/engine.md).  Since pykdtree and the K-to-U
-        search skipping hinted pixels (2026-12-01) the default measures 647 B and 1971 B on the same cases,
-        so the line is an upper bound (1.45x and 1.11x), as it is for ``edges="known"`` (539 B and 1335 B
-        before those changes); it was kept rather than refitted to two points."""
-        return 630 + 3200 * unknown
+        """Peak memory growth of one solve per image pixel, measured (``python benchmarks/highres.py memory
+        --models information-flow --scales 0.5 1 2 3``): 287-338 B at 9.7 % unknown (GT01/Trimap1) and
+        1366-1852 B at 48.6 % (GT04/Trimap2), the larger figures on the smaller photos; a line above both
+        photos' figures from ×1 up, as the engine's rule for solvers whose cost grows with the unknown
+        share (docs/engine.md)."""
+        return 100 + 3000 * unknown
 
     def infer(self, images: np.ndarray, trimaps: np.ndarray | None) -> np.ndarray:
         return self._solve(images, trimaps, None)
