@@ -77,6 +77,23 @@ def test_auto_mattes_a_24_megapixel_photo_in_one_pass_when_the_estimate_fits() -
     assert plan(closed_form, 4000, 6000, band(4000, 6000, 0.5), budget).grid is not None
 
 
+def test_tiled_plan_counts_what_a_window_solver_keeps_of_the_whole_image() -> None:
+    """Shared sampling's windows are solved with its whole-image arrays at hand (8 B per pixel): a tiled
+    plan's peak includes them, and the whole-image plan (which builds none) does not."""
+    model, trimap = create_model("shared-sampling"), band(4000, 6000, 0.1)
+    tiled = TileOptions(tile="on", max_memory="6GB")
+
+    class Unheld(type(model)):
+        window_solver_bytes_per_pixel = 0
+
+    extra = plan(model, 4000, 6000, trimap, tiled).estimated_peak
+    extra -= plan(Unheld(), 4000, 6000, trimap, tiled).estimated_peak
+    assert extra == 8 * 4000 * 6000
+    whole = TileOptions(tile="off")
+    assert plan(model, 4000, 6000, trimap, whole).estimated_peak == plan(Unheld(), 4000, 6000, trimap,
+                                                                         whole).estimated_peak
+
+
 def half_size(dev_dir: Path, photo: str, trimap: str) -> tuple[MattingInput, np.ndarray]:
     """A dev photo and its trimap at half size (area for the photo, nearest for the trimap), with its
     ground-truth alpha."""

@@ -186,6 +186,8 @@ class SharedSampling(ClassicalSolver):
     image at hand (:meth:`window_solver`), so tiles draw the samples the whole pass draws."""
 
     whole_image_windows = True
+    # FramedImage's float32 trimap and expanded trimap (its colours are the engine's float32 image).
+    window_solver_bytes_per_pixel = 8
 
     def __init__(self) -> None:
         # Measured peak growth: per-pixel samples and confidences: 121 B/px at 9.7 % unknown, 120 at 49 %.
