@@ -83,6 +83,8 @@ MAX_OPEN_BORDER = 0.1
 #: flow, GT03 Trimap1 at 3x: 11 of 15 windows capped, 9x the model pixels) and capped windows took the
 #: coarse guide.  Measured at 3x with 512 px tiles (docs/engine.md, "Open window edges").
 EDGE_REACH = 0.75
+#: Growth factor of a window still short of a known class past ``max_side`` (see _context_window).
+BEYOND_CAP_STEP = 1.25
 #: Windows start on multiples of this in both axes, as the whole image does at 0: strided networks then
 #: see the same grid of cells (GCA's is 32 px) and pymatting's shared sampling the same ray angles (its
 #: start angles repeat every 8 px), so a tile computes what the whole image would with that context.
@@ -235,9 +237,11 @@ def _context_window(
             break
         window = bigger
     # ``max_side`` holds a window of unknown pixels only; one still short of a known class grows on while
-    # the model's estimate for its own unknown share fits (``fits(height, width, unknown)``).
+    # the model's estimate for its own unknown share fits (``fits(height, width, unknown)``), in steps of
+    # a quarter: doubling from a capped window jumped to the whole image, which did not fit, and left
+    # windows short that a window between the two would have served (GT01 at 6000², 5 short windows).
     while not enough and fits is not None:
-        growth *= 2
+        growth = round(growth * BEYOND_CAP_STEP)
         bigger = _grown(focus, growth, trimap.shape, max(trimap.shape))
         if bigger == window or not fits(*_size(bigger), _unknown_share(trimap, bigger)):
             break
