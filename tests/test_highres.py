@@ -158,9 +158,10 @@ def worst_tile(tiled: np.ndarray, whole: np.ndarray, unknown: np.ndarray, tile: 
 
 def check_tiled_against_whole(
     model: MattingModel, data: MattingInput, truth: np.ndarray, tiles: TileOptions = SMALL_TILES
-) -> None:
+) -> float:
     """Tiled SAD against ``truth`` within 1.05x of the whole image's, and no tile-shaped artifact: no
-    tile's mean difference to the whole matte more than 3x the image's."""
+    tile's mean difference to the whole matte more than 3x the image's.  Returns the SAD between the
+    tiled and the whole matte."""
     assert data.trimap is not None
     unknown = data.trimap == UNKNOWN
     assert plan(model, *unknown.shape, data.trimap, tiles).grid is not None
@@ -172,6 +173,7 @@ def check_tiled_against_whole(
           f"tiled vs whole {np.abs(tiled - whole)[unknown].sum() / 1000:.3f}, worst tile {worst:.2f}x")
     assert sad_tiled <= 1.05 * sad_whole
     assert worst <= 3.0
+    return float(np.abs(tiled - whole)[unknown].sum() / 1000)
 
 
 @pytest.mark.parametrize(
@@ -216,7 +218,9 @@ def test_knn_tiles_hold_a_quarter_of_the_image_and_are_as_good_as_whole(dev_dir:
 @pytest.mark.slow
 def test_gca_tiled_is_as_good_as_whole(gca: MattingModel, dev_dir: Path) -> None:
     data, truth = half_size(dev_dir, "GT04", "Trimap1")
-    check_tiled_against_whole(gca, data, truth)
+    # 0.396 when network windows were cut to their tile's core (worst tile 2.66); 0.012 with the margin
+    # past it (worst tile: none above half a level).
+    assert check_tiled_against_whole(gca, data, truth) < 0.05
 
 
 def test_tiles_short_of_context_take_the_coarse_guide_not_the_shortcut(dev_dir: Path) -> None:

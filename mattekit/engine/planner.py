@@ -204,7 +204,7 @@ def plan(
             return host + buffers + model.estimate_memory(*padded, 1, unknown=unknown) <= budget
 
         tile_grid = grid(height, width, size, overlap, trimap, margin, max_side,
-                         model.grow_context and not whole, least_area, within_tile=not whole, fits=fits)
+                         model.grow_context and not whole, least_area, fits=fits)
         # One batch stacks windows of one size; the largest window bounds what any batch needs per tile.
         per_tile = max((_window_peak(model, t, device) for t in tile_grid.run), default=0)
         most = min(MAX_BATCH[device], max(len(tile_grid.run), 1))

@@ -143,7 +143,6 @@ def grid(
     max_side: int | None = None,
     grow: bool = True,
     least_area: int = 0,
-    within_tile: bool = True,
     fits: Callable[[int, int, float], bool] | None = None,
 ) -> TileGrid:
     """Tile an image (``0 <= overlap < tile``, see :func:`mattekit.engine.planner.check`).
@@ -155,8 +154,8 @@ def grid(
     unknown pixels, and the model sees a ``window`` around it: the focus grown by ``margin`` px, then
     grown further (doubling the growth) until it holds enough known foreground and background pixels
     (``MIN_KNOWN_SHARE``) and at least ``least_area`` pixels (models with non-local affinities), reaches
-    the image, or would exceed ``max_side`` px on a side.  Without ``grow`` the window is the focus grown
-    by ``margin``, cut to the tile's core when ``within_tile`` (networks).  Without a
+    the image, or would exceed ``max_side`` px on a side.  Without ``grow`` (networks, and solvers that see
+    the whole image) the window is the focus grown by ``margin``.  Without a
     ``margin`` (models that compare whole patches) window and focus are the core.
     """
     rows, cols = axis(height, tile, overlap), axis(width, tile, overlap)
@@ -176,9 +175,10 @@ def grid(
                 run.append(Tile(*core, r, c, core, core, float(unknown.mean())))
                 continue
             focus = _bounding_box(core, unknown)
-            if not grow:  # the focus plus a margin (within the core, as networks were measured)
+            if not grow:
+                # The focus plus a margin, past the core: a window cut to its core gave the network no
+                # context beyond it, and GCA's tiles differed from its whole pass 32x more (docs/engine.md).
                 window = _grown(focus, margin, trimap.shape, max(height, width))
-                window = _within(window, core) if within_tile else window
                 run.append(Tile(*core, r, c, window, focus, _unknown_share(trimap, window)))
                 continue
             least = min(least_area, height * width)
@@ -190,10 +190,6 @@ def grid(
             if not enough:
                 short.append(run[-1])
     return TileGrid(rows, cols, tuple(run), tuple(skipped), tuple(short))
-
-
-def _within(box: Box, core: Box) -> Box:
-    return max(box[0], core[0]), min(box[1], core[1]), max(box[2], core[2]), min(box[3], core[3])
 
 
 def _unknown_share(trimap: np.ndarray, window: Box) -> float:
