@@ -231,13 +231,19 @@ def color_mixture(problem: _Problem, params: FlowParameters) -> tuple[sp.csr_mat
     )
     # Unknown pixels have known_alpha 0, so this sums over the known neighbours only.
     fixed = (weights * problem.known_alpha[index]).sum(axis=1)
-    # Row p of I − W_CM: 1 at p, −w_pq at each unknown neighbour q; built as CSR directly (a COO matrix and
-    # a subtraction from the identity made three copies of it).
+    # Row p of I − W_CM: 1 at p, −w_pq at each unknown neighbour q (a COO matrix and a subtraction from
+    # the identity made three copies of it).
     columns = np.concatenate([np.arange(n)[:, None], problem.position[index]], axis=1)
-    values = np.concatenate([np.ones((n, 1)), -weights], axis=1)
+    return _square_rows(np.concatenate([np.ones((n, 1)), -weights], axis=1), columns), fixed
+
+
+def _square_rows(values: np.ndarray, columns: np.ndarray) -> sp.csr_matrix:
+    """The square CSR matrix whose row p holds ``values[p]`` at ``columns[p]`` (both (n, K)), skipping the
+    entries whose column is negative (known pixels), without the copies of a COO matrix."""
     inside = columns >= 0
     indptr = np.concatenate([[0], np.cumsum(inside.sum(axis=1))])
-    return sp.csr_matrix((values[inside], columns[inside], indptr), shape=(n, n)), fixed
+    n = columns.shape[0]
+    return sp.csr_matrix((values[inside], columns[inside], indptr), shape=(n, n))
 
 
 def known_to_unknown(
@@ -300,11 +306,7 @@ def local_laplacian(image: np.ndarray, problem: _Problem, epsilon: float) -> tup
         np.ascontiguousarray(image, dtype=np.float64), epsilon, problem.unknown, problem.position,
         problem.known_alpha,
     )
-    inside = columns >= 0
-    # Each row's columns come in increasing flat index, hence increasing position: CSR as it stands.
-    indptr = np.concatenate([[0], np.cumsum(inside.sum(axis=1))])
-    n = problem.unknown.size
-    return sp.csr_matrix((values[inside], columns[inside], indptr), shape=(n, n)), fixed
+    return _square_rows(values, columns), fixed
 
 
 def build_system(
