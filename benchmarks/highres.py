@@ -489,8 +489,27 @@ def memory_case(case: dict) -> list[dict]:
             "pixels": size[0] * size[1], "unknown": round(unknown, 3), "seconds": round(seconds, 1),
             "growth_mb": round(growth / 1e6, 1), "bytes_per_pixel": round(growth / (size[0] * size[1])),
             "estimate_mb": round(estimate / 1e6, 1), "estimate_ratio": round(estimate / growth, 2),
+            **_window_solver_memory(model, image, trimap, unknown),
         })
     return results
+
+
+def _window_solver_memory(model: MattingModel, image: np.ndarray, trimap: np.ndarray, unknown: float) -> dict:
+    """Peak growth of building the model's window solver (tiled runs) and what it keeps, per pixel, and
+    the planner's estimate over that peak; nothing for models without one."""
+    gc.collect()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    Path("/proc/self/clear_refs").write_text("5")
+    before = _status_bytes("VmRSS")
+    solver = model.window_solver(image, trimap)
+    if solver is None:
+        return {}
+    peak, kept = _status_bytes("VmHWM") - before, _status_bytes("VmRSS") - before
+    pixels = trimap.size
+    estimate = model.window_solver_bytes_per_pixel(unknown) * pixels
+    return {"solver_bytes_per_pixel": round(peak / pixels),
+            "solver_kept_bytes_per_pixel": round(kept / pixels),
+            "solver_estimate_ratio": round(estimate / peak, 2)}
 
 
 def _status_bytes(field: str) -> int:

@@ -171,7 +171,7 @@ def plan(
         return Plan(height, width, device, budget, whole, padded_height * padded_width)
 
     # A model that solves windows with the whole image at hand keeps arrays of it while the tiles run.
-    host += model.window_solver_bytes_per_pixel * height * width
+    host += round(model.window_solver_bytes_per_pixel(unknown) * height * width)
     # What the user fixed is kept; the rest shrinks (tile size, then batch) until one batch fits.  A
     # context model's patches keep the size it was trained for.
     context = model.context

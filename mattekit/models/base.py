@@ -84,9 +84,6 @@ class MattingModel(ABC):
     #: Whether :meth:`window_solver` solves windows with the whole image at hand; their windows are then
     #: the unknown box plus the overlap, which needs to cover only what the model looks at around a pixel.
     whole_image_windows: ClassVar[bool] = False
-    #: Bytes per image pixel that :meth:`window_solver` keeps of the whole image besides the engine's own
-    #: arrays, for as long as the tiles run (the planner counts them when it tiles).
-    window_solver_bytes_per_pixel: ClassVar[int] = 0
 
     #: The least share of the image's area a tile's window must hold, for models whose affinities reach
     #: across the whole image (KNN matting: each pixel's neighbours in colour are found anywhere in it);
@@ -138,6 +135,12 @@ class MattingModel(ABC):
         nor takes the coarse alpha for them: the model has all the context the whole-image pass has.
         """
         return None
+
+    def window_solver_bytes_per_pixel(self, unknown: float = 1.0) -> float:
+        """Peak bytes per image pixel that :meth:`window_solver` takes of the whole image besides the
+        engine's own arrays, while it is built and while the tiles run (the planner counts them when it
+        tiles); ``unknown`` is the image's unknown share, as for :meth:`bytes_per_pixel`."""
+        return 0.0
 
     def infer_context(
         self, images: np.ndarray, trimaps: np.ndarray | None, context: TileContext

@@ -42,7 +42,8 @@ not be checked.
   touch the unknown region; σ_L = 1.
 
 The minimiser of E_CM + σ_KU E_KU + σ_UU E_UU + σ_L E_L with the known pixels fixed (§3.5; moiling (15),
-(16), and (19) without the K-to-U flow) is found with a preconditioned conjugate gradient.
+(16), and (19) without the K-to-U flow) is found with a preconditioned conjugate gradient.  The engine's
+tiles solve windows that keep the whole image's K-to-U and intra-U flows (:class:`WholeImageFlows`).
 
 Before the solve, each trimap is trimmed with the known-unknown-edge trimming of Shahrian et al. 2013
 (:func:`mattekit.trimap.trim_edges`), whose labels become K-to-U estimates with confidence 1 (the
@@ -89,7 +90,6 @@ import contextlib
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from typing import Literal
 
 import numpy as np
@@ -282,8 +282,9 @@ def _weighted_mean(weights: np.ndarray, colors: np.ndarray) -> np.ndarray:
     return np.where(np.abs(total) > 1e-3, weighted, plain)
 
 
-def intra_unknown(problem: _Problem, params: FlowParameters) -> sp.csr_matrix:
-    """Graph Laplacian D − W_UU of the intra-U flow over the unknown pixels (§3.3)."""
+def intra_unknown_affinities(problem: _Problem, params: FlowParameters) -> sp.csr_matrix:
+    """Symmetric affinities W_UU of the intra-U flow between the unknown pixels (§3.3): each pixel's K_UU
+    nearest unknown neighbours in [r, g, b, x̃/20, ỹ/20], w_pq = max(1 − ‖f_p − f_q‖₁, 0), symmetrised."""
     features = problem.features(problem.unknown, params.uu_position)
     index = _neighbors(features, features, params.uu_neighbors, skip_self=True)
     n, k = index.shape
@@ -291,7 +292,12 @@ def intra_unknown(problem: _Problem, params: FlowParameters) -> sp.csr_matrix:
         return sp.csr_matrix((n, n))
     affinity = np.maximum(1.0 - np.abs(features[:, None, :] - features[index]).sum(axis=2), 0.0)
     graph = sp.csr_matrix((affinity.ravel(), (np.repeat(np.arange(n), k), index.ravel())), shape=(n, n))
-    graph = (graph + graph.T) * 0.5
+    return ((graph + graph.T) * 0.5).tocsr()
+
+
+def intra_unknown(problem: _Problem, params: FlowParameters) -> sp.csr_matrix:
+    """Graph Laplacian D − W_UU of the intra-U flow over the unknown pixels (§3.3)."""
+    graph = intra_unknown_affinities(problem, params)
     return (sp.diags(np.asarray(graph.sum(axis=1)).ravel()) - graph).tocsr()
 
 
@@ -309,19 +315,48 @@ def local_laplacian(image: np.ndarray, problem: _Problem, epsilon: float) -> tup
     return _square_rows(values, columns), fixed
 
 
+def known_to_unknown_prior(
+    problem: _Problem, params: FlowParameters, hints: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The K-to-U estimate w^F and its confidence η for every unknown pixel (§3.2).  ``hints`` (a trimap
+    of the same size, e.g. edge-trimmed) override the estimate where they label an unknown pixel: w^F = 0
+    or 1 there, with confidence 1, as the authors' toolbox does with its edge trimming."""
+    hinted = np.full(problem.unknown.size, UNKNOWN) if hints is None else hints.ravel()[problem.unknown]
+    estimate, confidence = np.zeros(problem.unknown.size), np.ones(problem.unknown.size)
+    estimate[hinted == FOREGROUND], estimate[hinted == BACKGROUND] = 1.0, 0.0
+    # Only the pixels without a hint need the K-to-U search (the hints label 33 % to 80 % of the unknowns
+    # on alphamatting-dev, docs/benchmarks.md).
+    free = hinted == UNKNOWN
+    estimate[free], confidence[free] = known_to_unknown(problem, params, problem.unknown[free])
+    return estimate, confidence
+
+
+@dataclass(frozen=True)
+class WindowFlows:
+    """What a window of a bigger image takes from the whole image's flows (:class:`WholeImageFlows`), for
+    its unknown pixels in raster order: their K-to-U estimate and confidence, the intra-U Laplacian's rows
+    among them, and the pull of their intra-U neighbours outside the window (Σ_q w_pq α_q, those α_q held
+    at their K-to-U estimates)."""
+
+    estimate: np.ndarray
+    confidence: np.ndarray
+    intra: sp.csr_matrix
+    intra_outside: np.ndarray
+
+
 def build_system(
     image: np.ndarray,
     trimap: np.ndarray,
     params: FlowParameters,
     hints: np.ndarray | None = None,
+    window: WindowFlows | None = None,
     frame: tuple[int, int] | None = None,
 ) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
-    """The system A α_U = b of §3.5 over the unknown pixels, and the K-to-U estimate w^F (a start);
-    positions relative to ``frame`` (default: the image itself).
+    """The system A α_U = b of §3.5 over the unknown pixels, and the K-to-U estimate w^F (a start).
 
-    ``hints`` (a trimap of the same size, e.g. edge-trimmed) overrides the K-to-U estimate where it labels
-    an unknown pixel: w^F = 0 or 1 there, with confidence 1, as the authors' toolbox does with its edge
-    trimming; the pixel stays unknown."""
+    ``hints``: see :func:`known_to_unknown_prior`.  For a ``window`` of a bigger image of ``frame`` =
+    (height, width) pixels, which positions are relative to, the K-to-U and intra-U flows come from the
+    whole image (``hints`` are then already in its estimate)."""
     problem = _Problem(image, trimap, frame)
     mixing, mixing_fixed = color_mixture(problem, params)
     rhs = mixing.T @ mixing_fixed
@@ -333,15 +368,13 @@ def build_system(
     local, local_fixed = local_laplacian(image, problem, params.local_epsilon)
     local.data *= params.local_weight
     rhs -= params.local_weight * local_fixed
-    intra = intra_unknown(problem, params)
-    intra.data *= params.uu_weight
-    hinted = np.full(problem.unknown.size, UNKNOWN) if hints is None else hints.ravel()[problem.unknown]
-    estimate, confidence = np.zeros(problem.unknown.size), np.ones(problem.unknown.size)
-    estimate[hinted == FOREGROUND], estimate[hinted == BACKGROUND] = 1.0, 0.0
-    # Only the pixels without a hint need the K-to-U search (the hints label 33 % to 80 % of the unknowns
-    # on alphamatting-dev, docs/benchmarks.md).
-    free = hinted == UNKNOWN
-    estimate[free], confidence[free] = known_to_unknown(problem, params, problem.unknown[free])
+    if window is None:
+        intra = params.uu_weight * intra_unknown(problem, params)
+        estimate, confidence = known_to_unknown_prior(problem, params, hints)
+    else:
+        intra = params.uu_weight * window.intra
+        rhs += params.uu_weight * window.intra_outside
+        estimate, confidence = window.estimate, window.confidence
     diagonal = np.full(problem.unknown.size, ANCHOR)
     if params.known_to_unknown:
         diagonal += params.ku_weight * confidence
@@ -393,22 +426,82 @@ def information_flow_alpha(
     params: FlowParameters | None = None,
     preconditioner: Preconditioner = "ichol",
     hints: np.ndarray | None = None,
-    frame: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """Alpha (H, W) float32 of one image (H, W, 3) in [0, 1] with its canonical trimap (H, W); ``hints``:
-    see :func:`build_system`; for a window of a bigger image, ``frame`` is that image's (height, width),
-    which positions are relative to."""
+    see :func:`known_to_unknown_prior`."""
     known_fg, known_bg = (trimap == FOREGROUND).any(), (trimap == BACKGROUND).any()
     if not (trimap == UNKNOWN).any() or not (known_fg and known_bg):
         return degenerate_alpha(trimap, known_fg, known_bg)
-    # One BLAS thread: the solve's BLAS calls are the conjugate gradient's dot products of vectors of 30 k
-    # to 150 k unknowns, too short to gain from threads; on two cores already busy, OpenBLAS's second thread
-    # made each one wait for a time slice (GT02/Trimap1 at load 5: the CG took 0.81 s, 0.19 s with one).
-    with threadpool_limits(limits=1, user_api="blas"):
-        matrix, rhs, estimate = build_system(image, trimap, params or FlowParameters(), hints, frame)
-        alpha = (trimap == FOREGROUND).astype(np.float64).ravel()
-        alpha[trimap.ravel() == UNKNOWN] = solve(matrix, rhs, estimate, preconditioner)
+    with _one_blas_thread():
+        return _solved(trimap, build_system(image, trimap, params or FlowParameters(), hints), preconditioner)
+
+
+def _one_blas_thread() -> threadpool_limits:
+    # The solve's BLAS calls are the conjugate gradient's dot products of vectors of 30 k to 150 k
+    # unknowns, too short to gain from threads; on two cores already busy, OpenBLAS's second thread made
+    # each one wait for a time slice (GT02/Trimap1 at load 5: the CG took 0.81 s, 0.19 s with one).
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def _solved(
+    trimap: np.ndarray, system: tuple[sp.csr_matrix, np.ndarray, np.ndarray], preconditioner: Preconditioner
+) -> np.ndarray:
+    """Alpha (H, W) float32: the trimap's known values, and the solution of ``system`` at its unknowns."""
+    matrix, rhs, estimate = system
+    alpha = (trimap == FOREGROUND).astype(np.float64).ravel()
+    alpha[trimap.ravel() == UNKNOWN] = solve(matrix, rhs, estimate, preconditioner)
     return np.clip(alpha, 0.0, 1.0).reshape(trimap.shape).astype(np.float32)
+
+
+class WholeImageFlows:
+    """One image prepared for window solves (the engine's tiles): the flows whose neighbours may lie
+    anywhere in the image are found once over the whole of it, and every window takes its share.
+
+    The intra-U flow links each unknown pixel to its nearest unknown pixels in colour, positions weighing
+    1/20 (§3.3), so they lie all over the photo.  A window searched only its own pixels: on alphamatting-dev
+    photos at 3x its tiles differed from the whole pass 3-9x more than the image's mean, and with no
+    intra-U flow (in both) 15x less (docs/engine.md, "Information flow").  Here a window's unknown pixels
+    keep their whole-image intra-U neighbours; those outside the window are held at their K-to-U estimate,
+    which is global too (the K-to-U search looks for the nearest known pixels of the whole image).  The
+    colour-mixture and local flows reach a few pixels and stay the window's own.
+    """
+
+    def __init__(
+        self,
+        image: np.ndarray,
+        trimap: np.ndarray,
+        params: FlowParameters,
+        preconditioner: Preconditioner,
+        hints: np.ndarray | None,
+    ) -> None:
+        self.image, self.trimap = image, trimap
+        self.params, self.preconditioner = params, preconditioner
+        problem = _Problem(image, trimap)
+        self.position = problem.position.reshape(trimap.shape)
+        with _one_blas_thread():
+            self.estimate, self.confidence = known_to_unknown_prior(problem, params, hints)
+            self.affinities = intra_unknown_affinities(problem, params)
+        self.degree = np.asarray(self.affinities.sum(axis=1)).ravel()
+
+    def solve(self, box: tuple[int, int, int, int]) -> np.ndarray:
+        """Alpha (h, w) float32 of the window ``box`` = (top, bottom, left, right)."""
+        top, bottom, left, right = box
+        image, trimap = self.image[top:bottom, left:right], self.trimap[top:bottom, left:right]
+        inside = self.position[top:bottom, left:right][trimap == UNKNOWN]  # raster order, as _Problem's
+        if inside.size == 0:
+            return (trimap == FOREGROUND).astype(np.float32)
+        with _one_blas_thread():
+            system = build_system(image, trimap, self.params, window=self._window(inside),
+                                  frame=self.trimap.shape)
+            return _solved(trimap, system, self.preconditioner)
+
+    def _window(self, inside: np.ndarray) -> WindowFlows:
+        """The whole image's flows for the unknown pixels ``inside`` a window (indices among the unknowns)."""
+        rows = self.affinities[inside]
+        held = self.estimate.copy()
+        held[inside] = 0.0  # the window's own unknowns are variables, not held values
+        intra = (sp.diags(self.degree[inside]) - rows[:, inside]).tocsr()
+        return WindowFlows(self.estimate[inside], self.confidence[inside], intra, rows @ held)
 
 
 class InformationFlowMatting(MattingModel):
@@ -445,33 +538,39 @@ class InformationFlowMatting(MattingModel):
         share (docs/engine.md)."""
         return 100 + 3000 * unknown
 
+    def window_solver_bytes_per_pixel(self, unknown: float = 1.0) -> float:
+        """Peak growth of building :class:`WholeImageFlows` (its search trees and the whole image's
+        features), which keeps less while the tiles run, per image pixel: measured (``python
+        benchmarks/highres.py memory --models information-flow --scales 1 2 3``) 106-109 B at 9.7 %
+        unknown (GT01/Trimap1) and 324-349 B at 48.6 % (GT04/Trimap2); a line just above both."""
+        return 60 + 600 * unknown
+
     def infer(self, images: np.ndarray, trimaps: np.ndarray | None) -> np.ndarray:
-        return self._solve(images, trimaps, None)
-
-    def infer_window(
-        self, images: np.ndarray, trimaps: np.ndarray | None, frame: tuple[int, int]
-    ) -> np.ndarray:
-        # Its features hold x / width (§3.1-3.3): a window measures positions against the whole image.
-        return self._solve(images, trimaps, frame)
-
-    def _solve(
-        self, images: np.ndarray, trimaps: np.ndarray | None, frame: tuple[int, int] | None
-    ) -> np.ndarray:
         if trimaps is None:
             raise MattekitError("this solver needs a trimap (--trimap)")
-        pairs = zip(images, trimaps, strict=True)
-        return np.stack([self._one(image, trimap, frame) for image, trimap in pairs])
+        return np.stack([self._one(image, trimap) for image, trimap in zip(images, trimaps, strict=True)])
 
-    def _one(self, image: np.ndarray, trimap: np.ndarray, frame: tuple[int, int] | None) -> np.ndarray:
-        matte = partial(
-            information_flow_alpha, params=self.params, preconditioner=self.preconditioner, frame=frame
-        )
+    def _one(self, image: np.ndarray, trimap: np.ndarray) -> np.ndarray:
+        trimap, hints = self._trimmed(image, trimap)
+        return information_flow_alpha(image, trimap, self.params, self.preconditioner, hints)
+
+    def window_solver(
+        self, image: np.ndarray, trimap: np.ndarray
+    ) -> Callable[[tuple[int, int, int, int]], np.ndarray]:
+        # Windows still grow until they hold both known classes (the colour-mixture and local flows
+        # propagate between them), but the flows that reach across the photo come from all of it.
+        known_fg, known_bg = (trimap == FOREGROUND).any(), (trimap == BACKGROUND).any()
+        if not (known_fg and known_bg) or not (trimap == UNKNOWN).any():
+            return lambda box: degenerate_alpha(trimap[box[0] : box[1], box[2] : box[3]], known_fg, known_bg)
+        trimap, hints = self._trimmed(image, trimap)
+        return WholeImageFlows(image, trimap, self.params, self.preconditioner, hints).solve
+
+    def _trimmed(self, image: np.ndarray, trimap: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The trimap to solve and the K-to-U hints, as ``edges`` asks."""
         if self.edges == "off":
-            return matte(image, trimap)
+            return trimap, None
         trimmed = trim_edges(image, trimap)
-        if self.edges == "known":
-            return matte(image, trimmed)
-        return matte(image, trimap, hints=trimmed)
+        return (trimmed, None) if self.edges == "known" else (trimap, trimmed)
 
 
 def information_flow(**_: object) -> MattingModel:

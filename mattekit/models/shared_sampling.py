@@ -186,12 +186,15 @@ class SharedSampling(ClassicalSolver):
     image at hand (:meth:`window_solver`), so tiles draw the samples the whole pass draws."""
 
     whole_image_windows = True
-    # FramedImage's float32 trimap and expanded trimap (its colours are the engine's float32 image).
-    window_solver_bytes_per_pixel = 8
 
     def __init__(self) -> None:
         # Measured peak growth: per-pixel samples and confidences: 121 B/px at 9.7 % unknown, 120 at 49 %.
         super().__init__(estimate_alpha_sm, (128, 0))
+
+    def window_solver_bytes_per_pixel(self, unknown: float = 1.0) -> float:
+        # FramedImage's float32 trimap, expanded trimap and their transient copies: measured 19-28 B per
+        # pixel (``python benchmarks/highres.py memory --models shared-sampling --scales 1 2``).
+        return 28
 
     def window_solver(
         self, image: np.ndarray, trimap: np.ndarray
