@@ -532,11 +532,14 @@ class InformationFlowMatting(MattingModel):
 
     def bytes_per_pixel(self, unknown: float = 1.0) -> float:
         """Peak memory growth of one solve per image pixel, measured (``python benchmarks/highres.py memory
-        --models information-flow --scales 0.5 1 2 3``): 287-338 B at 9.7 % unknown (GT01/Trimap1) and
-        1366-1852 B at 48.6 % (GT04/Trimap2), the larger figures on the smaller photos; a line above both
-        photos' figures from ×1 up, as the engine's rule for solvers whose cost grows with the unknown
-        share (docs/engine.md)."""
-        return 100 + 3000 * unknown
+        --models information-flow --scales 0.5 1 2 3``): 276-347 B at 9.7 % unknown (GT01/Trimap1) and
+        1368-1852 B at 48.6 % (GT04/Trimap2), the smaller figures on the larger photos; GT01 at 6000² peaked
+        at 10.03 GB in all (about 250 B per pixel besides the engine's 27).  64 B per pixel are the image's
+        float64 copies whatever the trimap; the rest grows faster than the unknown share, since the
+        colour-mixture product MᵀM couples each unknown pixel with its neighbours' unknown neighbours.  The
+        curve follows the largest photos (×3 and 6000²), where the decision between one pass and tiles
+        matters: 262 and 1341 B at the two shares, 0.76-0.98 of the figures at ×1 and below."""
+        return 64 + 1900 * unknown + 1500 * unknown**2
 
     def window_solver_bytes_per_pixel(self, unknown: float = 1.0) -> float:
         """Peak growth of building :class:`WholeImageFlows` (its search trees and the whole image's
