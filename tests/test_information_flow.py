@@ -106,30 +106,33 @@ def test_conjugate_gradient_matches_a_direct_solve(dev_dir: Path) -> None:
 
 
 def test_windows_take_the_whole_image_s_flows(dev_dir: Path) -> None:
-    """A window solve (the engine's tiles) holds what lies outside it at the K-to-U estimate and keeps the
-    whole image's K-to-U and intra-U flows: on the whole image as its own window it builds the whole
-    image's system, and a smaller window's intra-U neighbours are the whole image's, not its own."""
+    """A window solve (the engine's tiles) keeps the whole image's K-to-U and intra-U flows and holds the
+    unknown pixels outside it fixed: on the whole image as its own window it builds the whole image's
+    system, and a smaller window's intra-U neighbours are the whole image's, those outside it held at
+    their K-to-U estimates, or at the previous pass's alpha when there is one."""
     image, trimap, _ = _crop(dev_dir, "GT05", size=64)
     hints = trim_edges(image, trimap)
     params = FlowParameters()
     flows = WholeImageFlows(image, trimap, params, "ichol", hints)
-    unknown = np.flatnonzero(trimap.ravel() == UNKNOWN)
+    everyone = np.arange(int((trimap == UNKNOWN).sum()))
     whole = build_system(image, trimap, params, hints)
-    window = build_system(image, trimap, params, window=flows._window(np.arange(unknown.size)))
+    window = build_system(image, trimap, params, window=flows._window(everyone, flows.estimate))
     assert abs(whole[0] - window[0]).max() < 1e-12
     assert np.abs(whole[1] - window[1]).max() < 1e-12 and np.array_equal(whole[2], window[2])
-    assert np.array_equal(flows.solve((0, 64, 0, 64)), information_flow_alpha(image, trimap, params,
-                                                                               hints=hints))
+    solved = flows.solve((0, 64, 0, 64))
+    assert np.array_equal(solved, information_flow_alpha(image, trimap, params, hints=hints))
     # The left half: its unknowns' intra-U rows are the whole image's affinities, and those to unknowns
-    # in the right half pull towards the right half's K-to-U estimates.
-    left = np.flatnonzero(unknown % 64 < 32)
-    part = flows._window(left)
+    # in the right half pull towards the values held there.
+    columns = np.nonzero(trimap == UNKNOWN)[1]
+    left, right = everyone[columns < 32], everyone[columns >= 32]
     affinities = flows.affinities[left]
-    right = np.setdiff1d(np.arange(unknown.size), left)
     assert affinities[:, right].nnz > 0  # some neighbours lie outside the window
-    assert np.allclose(part.intra.diagonal(), np.asarray(affinities.sum(axis=1)).ravel())
-    assert np.allclose(part.intra_outside, affinities[:, right] @ flows.estimate[right])
-    assert np.array_equal(part.estimate, flows.estimate[left])
+    for held in (flows.estimate, flows._held(solved)):
+        part = flows._window(left, held)
+        assert np.allclose(part.intra.diagonal(), np.asarray(affinities.sum(axis=1)).ravel())
+        assert np.allclose(part.intra_outside, affinities[:, right] @ held[right])
+        assert np.array_equal(part.estimate, flows.estimate[left])
+    assert np.array_equal(flows._held(solved), solved[trimap == UNKNOWN])
 
 
 def test_recovers_a_synthetic_composite() -> None:

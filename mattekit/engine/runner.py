@@ -8,8 +8,8 @@ import numpy as np
 
 from mattekit.engine.context import TileContext
 from mattekit.engine.planner import Plan
-from mattekit.engine.tiling import Tile, gather
-from mattekit.models.base import MattingModel, Requirements
+from mattekit.engine.tiling import Tile, TileGrid, gather
+from mattekit.models.base import MattingModel, Requirements, WindowSolver
 from mattekit.trimap import BACKGROUND, FOREGROUND, UNKNOWN
 
 #: Called after each batch with (tiles done, tiles to run).
@@ -58,23 +58,14 @@ def run_tiled(
     if trimap is not None and pool is None:
         solver = model.window_solver(image, trimap)
         assert solver is None or not any(requirements.padding(1, 1)), "window solvers take unpadded windows"
-    short = set(tile_grid.short) if solver is None else set()
+    if solver is not None:  # the model sees the whole image: nothing to gather, guide or pad
+        return _solve_windows(solver, tile_grid, model.window_passes, alpha, requirements, progress)
+    short = set(tile_grid.short)
     guide = None
     if short and trimap is not None:
         guide = _coarse_guide(model, image, trimap, tile_plan.max_side)
     done = 0
     for chunk in _batches(tile_grid.run, tile_plan.batch):
-        if solver is not None:  # the model sees the whole image: nothing to gather, guide or pad
-            for tile in chunk:
-                top, bottom, left, right = tile.focus
-                window = solver(tile.window)
-                alpha[top:bottom, left:right] += tile_grid.weights(tile, tile.focus) * _focus(
-                    window, tile, requirements
-                )
-            done += len(chunk)
-            if progress is not None:
-                progress(done, len(tile_grid.run))
-            continue
         images, trimaps = _gather(image, trimap, chunk, requirements)
         if guide is not None and trimaps is not None:
             for i, tile in enumerate(chunk):
@@ -95,6 +86,29 @@ def run_tiled(
         done += len(chunk)
         if progress is not None:
             progress(done, len(tile_grid.run))
+    return alpha
+
+
+def _solve_windows(
+    solver: WindowSolver,
+    tile_grid: TileGrid,
+    passes: int,
+    alpha: np.ndarray,
+    requirements: Requirements,
+    progress: Progress | None,
+) -> np.ndarray:
+    """``alpha`` (zeros) stitched from the windows a window solver mattes, ``passes`` times over, each pass
+    given the previous one's stitched alpha (right at every unknown pixel, which is all a solver reads)."""
+    previous, count = None, len(tile_grid.run)
+    for index in range(passes):
+        if index:
+            previous, alpha = alpha, np.zeros_like(alpha)
+        for done, tile in enumerate(tile_grid.run, 1):
+            top, bottom, left, right = tile.focus
+            window = _focus(solver(tile.window, previous), tile, requirements)
+            alpha[top:bottom, left:right] += tile_grid.weights(tile, tile.focus) * window
+            if progress is not None:
+                progress(index * count + done, passes * count)
     return alpha
 
 

@@ -12,6 +12,9 @@ import numpy as np
 if TYPE_CHECKING:
     from mattekit.engine.context import ContextRequest, TileContext
 
+#: A window solver (:meth:`MattingModel.window_solver`): (window box, previous pass's alpha or None) -> alpha.
+WindowSolver = Callable[[tuple[int, int, int, int], "np.ndarray | None"], np.ndarray]
+
 
 @dataclass(frozen=True)
 class Requirements:
@@ -84,6 +87,9 @@ class MattingModel(ABC):
     #: Whether :meth:`window_solver` solves windows with the whole image at hand; their windows are then
     #: the unknown box plus the overlap, which needs to cover only what the model looks at around a pixel.
     whole_image_windows: ClassVar[bool] = False
+    #: How many times the engine solves every window with :meth:`window_solver`, each pass given the
+    #: previous pass's stitched alpha (block Jacobi: what a window holds fixed outside it gets better).
+    window_passes: ClassVar[int] = 1
 
     #: The least share of the image's area a tile's window must hold, for models whose affinities reach
     #: across the whole image (KNN matting: each pixel's neighbours in colour are found anywhere in it);
@@ -122,12 +128,11 @@ class MattingModel(ABC):
         """
         return self.infer(images, trimaps)
 
-    def window_solver(
-        self, image: np.ndarray, trimap: np.ndarray
-    ) -> Callable[[tuple[int, int, int, int]], np.ndarray] | None:
+    def window_solver(self, image: np.ndarray, trimap: np.ndarray) -> WindowSolver | None:
         """A function that mattes any window ``(top, bottom, left, right)`` of this ``image`` (H, W, 3) and
-        ``trimap`` (H, W) with the whole of them at hand, returning the window's raw alpha; or None (the
-        default), and the engine cuts windows out for :meth:`infer_window`.
+        ``trimap`` (H, W) with the whole of them at hand, given the previous pass's stitched alpha of the
+        whole image (None on the first, see ``window_passes``), returning the window's raw alpha; or None
+        (the default), and the engine cuts windows out for :meth:`infer_window`.
 
         For models without padding whose context reaches across the image in a way that a window cannot
         hold but that is cheap to look up in the whole image: shared sampling casts its rays from a

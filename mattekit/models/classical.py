@@ -19,7 +19,7 @@ import numpy as np
 
 from mattekit.errors import MattekitError
 from mattekit.jit import import_pymatting
-from mattekit.models.base import MattingModel, Requirements
+from mattekit.models.base import MattingModel, Requirements, WindowSolver
 from mattekit.trimap import BACKGROUND, FOREGROUND, UNKNOWN
 
 Solver = Callable[..., np.ndarray]
@@ -107,6 +107,15 @@ def degenerate_alpha(trimap: np.ndarray, known_fg: bool, known_bg: bool) -> np.n
     unknown = trimap == UNKNOWN
     alpha[unknown] = 1.0 if known_fg else 0.0
     return alpha
+
+
+def degenerate_windows(trimap: np.ndarray) -> WindowSolver | None:
+    """For a whole image without unknown pixels or without one of the known classes, a window solver that
+    gives every window :func:`degenerate_alpha`; None for any other image."""
+    known_fg, known_bg = bool((trimap == FOREGROUND).any()), bool((trimap == BACKGROUND).any())
+    if known_fg and known_bg and (trimap == UNKNOWN).any():
+        return None
+    return lambda box, _: degenerate_alpha(trimap[box[0] : box[1], box[2] : box[3]], known_fg, known_bg)
 
 
 # The factories the registry names (mattekit/models/__init__.py declares each with its paper).

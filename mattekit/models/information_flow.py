@@ -100,8 +100,8 @@ from threadpoolctl import threadpool_limits
 
 from mattekit.errors import MattekitError
 from mattekit.jit import import_pymatting
-from mattekit.models.base import MattingModel, Requirements
-from mattekit.models.classical import degenerate_alpha
+from mattekit.models.base import MattingModel, Requirements, WindowSolver
+from mattekit.models.classical import degenerate_alpha, degenerate_windows
 from mattekit.trimap import BACKGROUND, FOREGROUND, UNKNOWN, trim_edges
 
 Preconditioner = Literal["ichol", "jacobi"]
@@ -461,9 +461,13 @@ class WholeImageFlows:
     1/20 (§3.3), so they lie all over the photo.  A window searched only its own pixels: on alphamatting-dev
     photos at 3x its tiles differed from the whole pass 3-9x more than the image's mean, and with no
     intra-U flow (in both) 15x less (docs/engine.md, "Information flow").  Here a window's unknown pixels
-    keep their whole-image intra-U neighbours; those outside the window are held at their K-to-U estimate,
-    which is global too (the K-to-U search looks for the nearest known pixels of the whole image).  The
-    colour-mixture and local flows reach a few pixels and stay the window's own.
+    keep their whole-image intra-U neighbours; those outside the window are held fixed, at their K-to-U
+    estimate on the engine's first pass over the tiles and at the first pass's alpha on the second (block
+    Jacobi: held at the estimate, some tiles stayed 4-5x the image's mean difference, and none did after
+    the second pass).  The K-to-U flow is the whole image's too (the nearest known pixels of the whole
+    image).  The colour-mixture and local flows reach a few pixels and stay the window's own; windows
+    still grow until they hold both known classes, which those flows propagate between (without that
+    growth one tile of GT03 Trimap1 stayed 13.7x the image's mean difference after the second pass).
     """
 
     def __init__(
@@ -482,26 +486,39 @@ class WholeImageFlows:
             self.estimate, self.confidence = known_to_unknown_prior(problem, params, hints)
             self.affinities = intra_unknown_affinities(problem, params)
         self.degree = np.asarray(self.affinities.sum(axis=1)).ravel()
+        self._previous: np.ndarray | None = None
+        self._previous_held = self.estimate
 
-    def solve(self, box: tuple[int, int, int, int]) -> np.ndarray:
-        """Alpha (h, w) float32 of the window ``box`` = (top, bottom, left, right)."""
+    def solve(self, box: tuple[int, int, int, int], previous: np.ndarray | None = None) -> np.ndarray:
+        """Alpha (h, w) float32 of the window ``box`` = (top, bottom, left, right); unknown pixels outside
+        it are held at the ``previous`` pass's alpha (H, W), or at their K-to-U estimates on the first."""
         top, bottom, left, right = box
         image, trimap = self.image[top:bottom, left:right], self.trimap[top:bottom, left:right]
         inside = self.position[top:bottom, left:right][trimap == UNKNOWN]  # raster order, as _Problem's
         if inside.size == 0:
             return (trimap == FOREGROUND).astype(np.float32)
+        window = self._window(inside, self._held(previous))
         with _one_blas_thread():
-            system = build_system(image, trimap, self.params, window=self._window(inside),
-                                  frame=self.trimap.shape)
+            system = build_system(image, trimap, self.params, window=window, frame=self.trimap.shape)
             return _solved(trimap, system, self.preconditioner)
 
-    def _window(self, inside: np.ndarray) -> WindowFlows:
-        """The whole image's flows for the unknown pixels ``inside`` a window (indices among the unknowns)."""
+    def _held(self, previous: np.ndarray | None) -> np.ndarray:
+        """The values unknown pixels outside a window are held at, one per unknown pixel."""
+        if previous is None:
+            return self.estimate
+        if previous is not self._previous:  # once per pass: the engine hands every window the same alpha
+            self._previous = previous
+            self._previous_held = previous[self.trimap == UNKNOWN].astype(np.float64)
+        return self._previous_held
+
+    def _window(self, inside: np.ndarray, held: np.ndarray) -> WindowFlows:
+        """The whole image's flows for the unknown pixels ``inside`` a window (indices among the unknowns),
+        those outside it ``held`` at the given values."""
         rows = self.affinities[inside]
-        held = self.estimate.copy()
-        held[inside] = 0.0  # the window's own unknowns are variables, not held values
+        outside = held.copy()
+        outside[inside] = 0.0  # the window's own unknowns are variables, not held values
         intra = (sp.diags(self.degree[inside]) - rows[:, inside]).tocsr()
-        return WindowFlows(self.estimate[inside], self.confidence[inside], intra, rows @ held)
+        return WindowFlows(self.estimate[inside], self.confidence[inside], intra, rows @ outside)
 
 
 class InformationFlowMatting(MattingModel):
@@ -519,6 +536,8 @@ class InformationFlowMatting(MattingModel):
     """
 
     requirements = Requirements(trimap=True)
+    # Tiles: two passes of WholeImageFlows (measured in docs/engine.md, "Information flow in windows ...").
+    window_passes = 2
 
     def __init__(
         self,
@@ -545,8 +564,10 @@ class InformationFlowMatting(MattingModel):
         """Peak growth of building :class:`WholeImageFlows` (its search trees and the whole image's
         features), which keeps less while the tiles run, per image pixel: measured (``python
         benchmarks/highres.py memory --models information-flow --scales 1 2 3``) 106-109 B at 9.7 %
-        unknown (GT01/Trimap1) and 324-349 B at 48.6 % (GT04/Trimap2); a line just above both."""
-        return 60 + 600 * unknown
+        unknown (GT01/Trimap1) and 324-349 B at 48.6 % (GT04/Trimap2); a line just above both, plus the
+        previous pass's alpha (the engine's float32, 4 B per pixel) and its values held at the unknown
+        pixels (8 B per unknown pixel)."""
+        return 64 + 608 * unknown
 
     def infer(self, images: np.ndarray, trimaps: np.ndarray | None) -> np.ndarray:
         if trimaps is None:
@@ -557,14 +578,10 @@ class InformationFlowMatting(MattingModel):
         trimap, hints = self._trimmed(image, trimap)
         return information_flow_alpha(image, trimap, self.params, self.preconditioner, hints)
 
-    def window_solver(
-        self, image: np.ndarray, trimap: np.ndarray
-    ) -> Callable[[tuple[int, int, int, int]], np.ndarray]:
-        # Windows still grow until they hold both known classes (the colour-mixture and local flows
-        # propagate between them), but the flows that reach across the photo come from all of it.
-        known_fg, known_bg = (trimap == FOREGROUND).any(), (trimap == BACKGROUND).any()
-        if not (known_fg and known_bg) or not (trimap == UNKNOWN).any():
-            return lambda box: degenerate_alpha(trimap[box[0] : box[1], box[2] : box[3]], known_fg, known_bg)
+    def window_solver(self, image: np.ndarray, trimap: np.ndarray) -> WindowSolver:
+        degenerate = degenerate_windows(trimap)
+        if degenerate is not None:
+            return degenerate
         trimap, hints = self._trimmed(image, trimap)
         return WholeImageFlows(image, trimap, self.params, self.preconditioner, hints).solve
 

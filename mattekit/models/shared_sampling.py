@@ -19,14 +19,13 @@ Parameters are ``estimate_alpha_sm``'s defaults.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import numpy as np
 from numba import njit, prange
 
 from mattekit.jit import import_pymatting
-from mattekit.models.classical import ClassicalSolver, degenerate_alpha
-from mattekit.trimap import BACKGROUND, FOREGROUND, UNKNOWN
+from mattekit.models.base import WindowSolver
+from mattekit.models.classical import ClassicalSolver, degenerate_windows
 
 import_pymatting()  # the registry imports this module only when the model is built (mattekit.jit)
 from pymatting.alpha.estimate_alpha_sm import (  # noqa: E402
@@ -162,8 +161,9 @@ class FramedImage:
         self.mean_fg = self.image[self.trimap == 1.0].mean(axis=0)
         self.mean_bg = self.image[self.trimap == 0.0].mean(axis=0)
 
-    def solve(self, box: tuple[int, int, int, int]) -> np.ndarray:
-        """Alpha (h, w) float32 of the window ``box`` = (top, bottom, left, right)."""
+    def solve(self, box: tuple[int, int, int, int], previous: np.ndarray | None = None) -> np.ndarray:
+        """Alpha (h, w) float32 of the window ``box`` = (top, bottom, left, right); one pass needs no
+        ``previous`` alpha (a window's samples are the whole pass's already)."""
         top, bottom, left, right = box
         image = np.ascontiguousarray(self.image[top:bottom, left:right])
         trimap = np.ascontiguousarray(self.trimap[top:bottom, left:right])
@@ -196,10 +196,5 @@ class SharedSampling(ClassicalSolver):
         # pixel (``python benchmarks/highres.py memory --models shared-sampling --scales 1 2``).
         return 28
 
-    def window_solver(
-        self, image: np.ndarray, trimap: np.ndarray
-    ) -> Callable[[tuple[int, int, int, int]], np.ndarray]:
-        known_fg, known_bg = (trimap == FOREGROUND).any(), (trimap == BACKGROUND).any()
-        if not (known_fg and known_bg) or not (trimap == UNKNOWN).any():
-            return lambda box: degenerate_alpha(trimap[box[0] : box[1], box[2] : box[3]], known_fg, known_bg)
-        return FramedImage(image, trimap).solve
+    def window_solver(self, image: np.ndarray, trimap: np.ndarray) -> WindowSolver:
+        return degenerate_windows(trimap) or FramedImage(image, trimap).solve
