@@ -369,12 +369,13 @@ def build_system(
     local.data *= params.local_weight
     rhs -= params.local_weight * local_fixed
     if window is None:
-        intra = params.uu_weight * intra_unknown(problem, params)
+        intra = intra_unknown(problem, params)
         estimate, confidence = known_to_unknown_prior(problem, params, hints)
     else:
-        intra = params.uu_weight * window.intra
+        intra = window.intra.copy()
         rhs += params.uu_weight * window.intra_outside
         estimate, confidence = window.estimate, window.confidence
+    intra.data *= params.uu_weight
     diagonal = np.full(problem.unknown.size, ANCHOR)
     if params.known_to_unknown:
         diagonal += params.ku_weight * confidence
