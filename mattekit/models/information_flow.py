@@ -461,8 +461,9 @@ class WholeImageFlows:
     The intra-U flow links each unknown pixel to its nearest unknown pixels in colour, positions weighing
     1/20 (§3.3), so they lie all over the photo.  A window searched only its own pixels: on alphamatting-dev
     photos at 3x its tiles differed from the whole pass 3-9x more than the image's mean, and with no
-    intra-U flow (in both) 15x less (docs/engine.md, "Information flow").  Here a window's unknown pixels
-    keep their whole-image intra-U neighbours; those outside the window are held fixed, at their K-to-U
+    intra-U flow (in both) 15x less (docs/engine.md, "Information flow in windows that keep the whole
+    image's far-reaching flows").  Here a window's unknown pixels keep their whole-image intra-U
+    neighbours; those outside the window are held fixed, at their K-to-U
     estimate on the engine's first pass over the tiles and at the first pass's alpha on the second (block
     Jacobi: held at the estimate, some tiles stayed 4-5x the image's mean difference, and none did after
     the second pass).  The K-to-U flow is the whole image's too (the nearest known pixels of the whole
@@ -487,8 +488,8 @@ class WholeImageFlows:
             self.estimate, self.confidence = known_to_unknown_prior(problem, params, hints)
             self.affinities = intra_unknown_affinities(problem, params)
         self.degree = np.asarray(self.affinities.sum(axis=1)).ravel()
-        self._previous: np.ndarray | None = None
-        self._previous_held = self.estimate
+        # The last pass's alpha and its values at the unknown pixels (see _held).
+        self._pass: tuple[np.ndarray, np.ndarray] | None = None
 
     def solve(self, box: tuple[int, int, int, int], previous: np.ndarray | None = None) -> np.ndarray:
         """Alpha (h, w) float32 of the window ``box`` = (top, bottom, left, right); unknown pixels outside
@@ -507,19 +508,20 @@ class WholeImageFlows:
         """The values unknown pixels outside a window are held at, one per unknown pixel."""
         if previous is None:
             return self.estimate
-        if previous is not self._previous:  # once per pass: the engine hands every window the same alpha
-            self._previous = previous
-            self._previous_held = previous[self.trimap == UNKNOWN].astype(np.float64)
-        return self._previous_held
+        if self._pass is None or self._pass[0] is not previous:  # once per pass, not once per window
+            self._pass = previous, previous[self.trimap == UNKNOWN].astype(np.float64)
+        return self._pass[1]
 
     def _window(self, inside: np.ndarray, held: np.ndarray) -> WindowFlows:
         """The whole image's flows for the unknown pixels ``inside`` a window (indices among the unknowns),
         those outside it ``held`` at the given values."""
         rows = self.affinities[inside]
-        outside = held.copy()
-        outside[inside] = 0.0  # the window's own unknowns are variables, not held values
-        intra = (sp.diags(self.degree[inside]) - rows[:, inside]).tocsr()
-        return WindowFlows(self.estimate[inside], self.confidence[inside], intra, rows @ outside)
+        within = rows[:, inside]
+        intra = (sp.diags(self.degree[inside]) - within).tocsr()
+        # The pull of the neighbours outside: all neighbours' held values less those inside, which are
+        # the window's variables.
+        outside = rows @ held - within @ held[inside]
+        return WindowFlows(self.estimate[inside], self.confidence[inside], intra, outside)
 
 
 class InformationFlowMatting(MattingModel):
