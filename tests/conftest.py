@@ -34,15 +34,26 @@ def reference_dir() -> Path:
     return REFERENCE
 
 
-@pytest.fixture(scope="module")
-def gca(reference_dir: Path) -> MattingModel:
-    """GCA with the deterministic synthetic weights of the shared reference: the same on every machine,
-    with activations of realistic scale (shared/reference/gca/README.md).  No trained weights exist here,
-    but its tiled and whole outputs can still be compared."""
+def synthetic_model(name: str, reference_dir: Path) -> MattingModel:
+    """``gca`` or ``hop`` with the deterministic synthetic weights of the shared reference: the same on
+    every machine, with activations of realistic scale (shared/reference/gca/README.md).  No trained
+    weights exist here, but tiled and whole outputs can still be compared."""
     spec = importlib.util.spec_from_file_location("reference_fill", reference_dir / "gca" / "fill.py")
     assert spec is not None and spec.loader is not None
     fill = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(fill)
-    model = create_model("gca", weights=None, device="cpu")
-    load_into(model.net, fill.fill(str(reference_dir / "gca" / "gca_keys.json")))
+    model = create_model(name, weights=None, device="cpu")
+    load_into(model.net, fill.fill(str(reference_dir / name / f"{name}_keys.json")))
     return model
+
+
+@pytest.fixture(scope="module")
+def gca(reference_dir: Path) -> MattingModel:
+    """GCA with the synthetic weights (``synthetic_model``)."""
+    return synthetic_model("gca", reference_dir)
+
+
+@pytest.fixture(scope="module")
+def hop(reference_dir: Path) -> MattingModel:
+    """HOP with the synthetic weights (``synthetic_model``)."""
+    return synthetic_model("hop", reference_dir)

@@ -170,8 +170,10 @@ def plan(
     if options.tile == "off" or (not tile_wanted and whole <= budget):
         return Plan(height, width, device, budget, whole, padded_height * padded_width)
 
-    # A model that solves windows with the whole image at hand keeps arrays of it while the tiles run.
+    # A model that solves windows with the whole image at hand keeps arrays of it while the tiles run; one
+    # that solves them again with a held ring keeps the previous pass's alpha (float32).
     host += round(model.window_solver_bytes_per_pixel(unknown) * height * width)
+    host += 4 * height * width if model.held_ring else 0
     # What the user fixed is kept; the rest shrinks (tile size, then batch) until one batch fits.  A
     # context model's patches keep the size it was trained for.
     context = model.context
@@ -199,7 +201,7 @@ def plan(
         whole = model.whole_image_windows
 
         def fits(window_height: int, window_width: int, unknown: float) -> bool:
-            padded = padded_size(model.requirements, window_height, window_width)
+            padded = _input_size(model, window_height, window_width)
             buffers = _area(padded) * TILE_BUFFER_BYTES_PER_PIXEL if device == "cpu" else 0
             return host + buffers + model.estimate_memory(*padded, 1, unknown=unknown) <= budget
 
@@ -211,7 +213,7 @@ def plan(
         for batch in [options.batch] if options.batch is not None else range(most, 0, -1):
             peak = host + batch * per_tile
             if peak <= budget:
-                pixels = sum(_area(padded_size(model.requirements, *_size(t.window))) for t in tile_grid.run)
+                pixels = sum(_area(_input_size(model, *_size(t.window))) for t in tile_grid.run)
                 return Plan(
                     height, width, device, budget, peak, pixels, tile_grid, size, overlap, batch, max_side
                 )
@@ -225,7 +227,7 @@ def plan(
 def _window_peak(model: MattingModel, tile: Tile, device: str) -> int:
     """Peak bytes of one tile in a batch: the model on its padded window, and on the CPU the gathered
     input and output buffers."""
-    height, width = padded_size(model.requirements, *_size(tile.window))
+    height, width = _input_size(model, *_size(tile.window))
     buffers = height * width * TILE_BUFFER_BYTES_PER_PIXEL if device == "cpu" else 0
     return buffers + model.estimate_memory(height, width, 1, unknown=tile.unknown)
 
@@ -237,7 +239,7 @@ def _largest_window(
     the model can run on within the budget, every pixel unknown: how far a tile's context may grow."""
 
     def fits(side: int) -> bool:
-        height, width = padded_size(model.requirements, side, side)
+        height, width = _input_size(model, side, side)
         buffers = height * width * TILE_BUFFER_BYTES_PER_PIXEL if device == "cpu" else 0
         return host + buffers + model.estimate_memory(height, width, 1, unknown=1.0) <= budget
 
@@ -248,6 +250,13 @@ def _largest_window(
         middle = (low + high) // 2
         low, high = (middle, high) if fits(middle) else (low, middle)
     return low
+
+
+def _input_size(model: MattingModel, height: int, width: int) -> tuple[int, int]:
+    """What one call of the model gets for a window of ``height`` x ``width``: the window padded as the
+    model asks, and with the ring a held pass adds on every side (``held_ring``)."""
+    padded_height, padded_width = padded_size(model.requirements, height, width)
+    return padded_height + 2 * model.held_ring, padded_width + 2 * model.held_ring
 
 
 def _size(box: Box) -> tuple[int, int]:

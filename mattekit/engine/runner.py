@@ -61,6 +61,8 @@ def run_tiled(
     if solver is not None:  # the model sees the whole image: nothing to gather, guide or pad
         return _solve_windows(solver, tile_grid, model.window_passes, alpha, requirements, progress)
     short = set(tile_grid.short)
+    # Solvers with local affinities solve their windows again with a held ring (``held_ring``).
+    passes = model.window_passes if model.held_ring and trimap is not None else 1
     guide = None
     if short and trimap is not None:
         guide = _coarse_guide(model, image, trimap, tile_plan.max_side)
@@ -85,7 +87,41 @@ def run_tiled(
             alpha[top:bottom, left:right] += tile_grid.weights(tile, tile.focus) * focus
         done += len(chunk)
         if progress is not None:
-            progress(done, len(tile_grid.run))
+            progress(done, passes * len(tile_grid.run))
+    for index in range(1, passes):
+        alpha = _held_pass(model, image, trimap, tile_grid, alpha)
+        if progress is not None:
+            progress((index + 1) * len(tile_grid.run), passes * len(tile_grid.run))
+    return alpha
+
+
+def _held_pass(
+    model: MattingModel, image: np.ndarray, trimap: np.ndarray, tile_grid: TileGrid, previous: np.ndarray
+) -> np.ndarray:
+    """The tiles solved again, each window with the unknown pixels in a ring of ``model.held_ring`` px
+    around it held at the ``previous`` pass's stitched alpha (right at every unknown pixel), so that a
+    window's edges carry what the rest of the image says (additive Schwarz, docs/engine.md "Held
+    rings").  A window short of a known class keeps its guided answer."""
+    ring, (height, width) = model.held_ring, trimap.shape
+    alpha = np.zeros_like(previous)
+    short = set(tile_grid.short)
+    for tile in tile_grid.run:
+        top, bottom, left, right = tile.focus
+        weights = tile_grid.weights(tile, tile.focus)
+        if tile in short:
+            alpha[top:bottom, left:right] += weights * previous[top:bottom, left:right]
+            continue
+        inner = tile.window
+        outer = (max(inner[0] - ring, 0), min(inner[1] + ring, height),
+                 max(inner[2] - ring, 0), min(inner[3] + ring, width))
+        rows, cols = slice(outer[0], outer[1]), slice(outer[2], outer[3])
+        known = trimap[rows, cols] != UNKNOWN
+        value = np.where(known, trimap[rows, cols] == FOREGROUND, previous[rows, cols])
+        held = np.ones(known.shape, dtype=bool)  # the ring: outside the window
+        held[inner[0] - outer[0] : inner[1] - outer[0], inner[2] - outer[2] : inner[3] - outer[2]] = False
+        solved = model.infer_held(image[rows, cols], known | held, value)
+        alpha[top:bottom, left:right] += weights * solved[top - outer[0] : bottom - outer[0],
+                                                          left - outer[2] : right - outer[2]]
     return alpha
 
 

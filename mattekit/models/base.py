@@ -87,9 +87,15 @@ class MattingModel(ABC):
     #: Whether :meth:`window_solver` solves windows with the whole image at hand; their windows are then
     #: the unknown box plus the overlap, which needs to cover only what the model looks at around a pixel.
     whole_image_windows: ClassVar[bool] = False
-    #: How many times the engine solves every window with :meth:`window_solver`, each pass given the
-    #: previous pass's stitched alpha (block Jacobi: what a window holds fixed outside it gets better).
-    window_passes: ClassVar[int] = 1
+    #: How many times the engine solves every window, each pass after the first given the previous pass's
+    #: stitched alpha (block Jacobi: what a window holds fixed outside it gets better): with
+    #: :meth:`window_solver`, or with :meth:`infer_held` for models that set ``held_ring``.
+    window_passes: int = 1
+    #: For solvers with local affinities: the width of the ring of pixels around a window that the passes
+    #: after the first hold at the previous pass's alpha (:meth:`infer_held`), at least how far the
+    #: model's affinities reach, so that the window's rows are those of the whole image's system.
+    #: 0: the model has no such passes.
+    held_ring: int = 0
 
     #: The least share of the image's area a tile's window must hold, for models whose affinities reach
     #: across the whole image (KNN matting: each pixel's neighbours in colour are found anywhere in it);
@@ -146,6 +152,12 @@ class MattingModel(ABC):
         engine's own arrays, while it is built and while the tiles run (the planner counts them when it
         tiles); ``unknown`` is the image's unknown share, as for :meth:`bytes_per_pixel`."""
         return 0.0
+
+    def infer_held(self, image: np.ndarray, known: np.ndarray, value: np.ndarray) -> np.ndarray:
+        """Raw alpha (H, W) of one unpadded ``image`` (H, W, 3) whose ``known`` pixels (H, W) bool are held
+        at ``value`` (H, W) in [0, 1], fractional ones included: the engine holds a window's surrounding
+        ring at the previous pass's alpha this way (``held_ring``)."""
+        raise NotImplementedError(f"{type(self).__name__} sets `held_ring` but not infer_held")
 
     def infer_context(
         self, images: np.ndarray, trimaps: np.ndarray | None, context: TileContext

@@ -48,10 +48,17 @@ class ClassicalSolver(MattingModel):
         memory: tuple[float, float] = (4096.0, 0.0),
         framed: bool = False,
         window_share: float = 0.0,
+        held: tuple[Solver, int] | None = None,
     ) -> None:
         self._solve = solve
         self._memory = memory
         self.window_share = window_share
+        # Local affinities: a second pass of tiles holds each window's surrounding ring at the first
+        # pass's alpha (docs/engine.md, "Held rings"); ``held`` is (the solver's system with fractional
+        # known values, how far its affinities reach).
+        self._held = None if held is None else held[0]
+        self.held_ring = 0 if held is None else held[1]
+        self.window_passes = 1 if held is None else 2
         #: Whether ``solve`` takes ``frame=(height, width)``, the size its pixel positions are relative to.
         self._framed = framed
 
@@ -78,25 +85,37 @@ class ClassicalSolver(MattingModel):
         known_fg, known_bg = (trimap == FOREGROUND).any(), (trimap == BACKGROUND).any()
         if not (trimap == UNKNOWN).any() or not (known_fg and known_bg):
             return degenerate_alpha(trimap, known_fg, known_bg)
-        # pymatting reads 0 as background, 1 as foreground, anything between as unknown.  Its incomplete
-        # Cholesky preconditioner print()s a "PERFORMANCE WARNING" when it falls back to a slower path
-        # (often on tiles); that is a note for pymatting's developers, and it would break up the CLI's
-        # progress bar and anyone's stdout pipe, so it is dropped.
-        # A solver that cannot work on an input (too few pixels for its window or neighbours, no convergence)
-        # raises whatever pymatting raises, even a bare AssertionError: that is the input's problem, said
-        # in one line.  Its numpy warnings are silenced: a non-finite result is an error later anyway.
+        # pymatting reads 0 as background, 1 as foreground, anything between as unknown.
+        framing = {"frame": frame} if frame is not None else {}
+        return self._solved(self._solve, image.astype(np.float64), trimap.astype(np.float64) / 255.0,
+                            **framing)
+
+    def infer_held(self, image: np.ndarray, known: np.ndarray, value: np.ndarray) -> np.ndarray:
+        assert self._held is not None, "only solvers given a held system set held_ring"
+        return self._solved(self._held, image.astype(np.float64), known, value.astype(np.float64))
+
+    def _solved(self, solve: Solver, image: np.ndarray, *args: np.ndarray, **kwargs: object) -> np.ndarray:
+        """``solve(image, *args, **kwargs)`` clipped to [0, 1] as float32, quietly, with its failures in
+        one line.
+
+        pymatting's incomplete Cholesky preconditioner print()s a "PERFORMANCE WARNING" when it falls back
+        to a slower path (often on tiles); that is a note for pymatting's developers, and it would break
+        up the CLI's progress bar and anyone's stdout pipe, so it is dropped.  A solver that cannot work on
+        an input (too few pixels for its window or neighbours, no convergence) raises whatever pymatting
+        raises, even a bare AssertionError: that is the input's problem, said in one line.  Its numpy
+        warnings are silenced: a non-finite result is an error later anyway.
+        """
         try:
             with contextlib.redirect_stdout(io.StringIO()), np.errstate(all="ignore"):
-                framing = {"frame": frame} if frame is not None else {}
-                alpha = self._solve(image.astype(np.float64), trimap.astype(np.float64) / 255.0, **framing)
+                alpha = solve(image, *args, **kwargs)
         except MemoryError:
             raise
         except Exception as err:
-            height, width = trimap.shape
+            height, width = image.shape[:2]
             detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            name = getattr(self._solve, "__name__", "the solver")
+            name = getattr(solve, "__name__", "the solver")
             raise MattekitError(f"{name} cannot matte this {width}x{height} input: {detail}") from None
-        return np.clip(alpha, 0.0, 1.0).astype(np.float32)
+        return np.clip(alpha, 0.0, 1.0).reshape(image.shape[:2]).astype(np.float32)
 
 
 def degenerate_alpha(trimap: np.ndarray, known_fg: bool, known_bg: bool) -> np.ndarray:
@@ -121,10 +140,56 @@ def degenerate_windows(trimap: np.ndarray) -> WindowSolver | None:
 # The factories the registry names (mattekit/models/__init__.py declares each with its paper).
 
 
+# Each solver's own linear system with known pixels held at fractional values (``ClassicalSolver``'s
+# ``held``): the same Laplacian, constraint weight and preconditioner as pymatting's estimate_alpha_*.
+
+#: pymatting's ``make_linear_system`` weight of a known pixel's constraint.
+CONSTRAINT_WEIGHT = 100.0
+
+
+def closed_form_held(image: np.ndarray, known: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """``estimate_alpha_cf``'s system: the known pixels eliminated, L_UU x_U = -L_UK value_K."""
+    pymatting = import_pymatting()
+    laplacian = pymatting.cf_laplacian(image, is_known=known).tocsr()
+    is_known = known.ravel()
+    alpha = value.ravel().copy()
+    unknown_rows = laplacian[~is_known]
+    system = unknown_rows[:, ~is_known]
+    rhs = -unknown_rows[:, is_known].dot(alpha[is_known])
+    alpha[~is_known] = pymatting.cg(system, rhs, M=pymatting.ichol(system))
+    return alpha
+
+
+def _constrained(laplacian: str, preconditioner: str) -> Solver:
+    """The system of pymatting's solvers built on ``make_linear_system``: (L + λC) x = λ C value."""
+
+    def held(image: np.ndarray, known: np.ndarray, value: np.ndarray) -> np.ndarray:
+        import scipy.sparse as sp  # with pymatting, which needs it anyway
+
+        pymatting = import_pymatting()
+        weight = CONSTRAINT_WEIGHT * known.ravel()
+        system = (getattr(pymatting, laplacian)(image) + sp.diags(weight)).tocsr()
+        return pymatting.cg(system, weight * value.ravel(), M=getattr(pymatting, preconditioner)(system))
+
+    held.__name__ = f"{laplacian} (held)"
+    return held
+
+
+def large_kernel_held(image: np.ndarray, known: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """``estimate_alpha_lkm``'s system, (L + λC) x = λ C value with L applied matrix-free, Jacobi."""
+    pymatting = import_pymatting()
+    apply_laplacian, diagonal = pymatting.lkm_laplacian(image)
+    weight = CONSTRAINT_WEIGHT * known.ravel()
+    inverse = 1.0 / (diagonal + weight)
+    return pymatting.cg(lambda x: apply_laplacian(x) + weight * x, weight * value.ravel(),
+                        M=lambda x: inverse * x)
+
+
 def closed_form(**_: object) -> MattingModel:
     # Measured peak growth: 529 B/px at 9.7 % unknown, 1407 at 49 % (the Laplacian is built only over
     # windows that touch an unknown pixel, and its incomplete Cholesky factor covers the unknown pixels).
-    return ClassicalSolver(_pymatting("estimate_alpha_cf"), (350, 2200))
+    # Its 3x3 windows couple pixels up to 2 px apart.
+    return ClassicalSolver(_pymatting("estimate_alpha_cf"), (350, 2200), held=(closed_form_held, 2))
 
 
 def knn(**_: object) -> MattingModel:
@@ -176,17 +241,22 @@ def knn_alpha(image: np.ndarray, trimap: np.ndarray, frame: tuple[int, int] | No
 
 
 def large_kernel(**_: object) -> MattingModel:
-    return ClassicalSolver(_pymatting("estimate_alpha_lkm"), (480, 0))
+    # Its kernel of radius 10 couples pixels up to 20 px apart.
+    return ClassicalSolver(_pymatting("estimate_alpha_lkm"), (480, 0), held=(large_kernel_held, 20))
 
 
 def random_walk(**_: object) -> MattingModel:
     # Measured peak growth: a Laplacian of every pixel: 571 B/px at 9.7 % unknown, 573 at 49 %.
-    return ClassicalSolver(_pymatting("estimate_alpha_rw"), (600, 0))
+    # Its weights link each pixel with its 8 neighbours.
+    return ClassicalSolver(_pymatting("estimate_alpha_rw"), (600, 0),
+                           held=(_constrained("rw_laplacian", "jacobi"), 1))
 
 
 def learning_based(**_: object) -> MattingModel:
     # Measured peak growth: a Laplacian of every pixel: 2591 B/px at 9.7 % unknown, 2609 at 49 %.
-    return ClassicalSolver(_pymatting("estimate_alpha_lbdm"), (2650, 0))
+    # Its 3x3 windows couple pixels up to 2 px apart.
+    return ClassicalSolver(_pymatting("estimate_alpha_lbdm"), (2650, 0),
+                           held=(_constrained("lbdm_laplacian", "ichol"), 2))
 
 
 def shared_sampling(**_: object) -> MattingModel:
