@@ -141,42 +141,64 @@ def degenerate_windows(trimap: np.ndarray) -> WindowSolver | None:
 
 
 # Each solver's own linear system with known pixels held at fractional values (``ClassicalSolver``'s
-# ``held``): the same Laplacian, constraint weight and preconditioner as pymatting's estimate_alpha_*.
+# ``held``): the same Laplacian and preconditioner as pymatting's estimate_alpha_*.
 
 #: pymatting's ``make_linear_system`` weight of a known pixel's constraint.
 CONSTRAINT_WEIGHT = 100.0
 
 
-def closed_form_held(image: np.ndarray, known: np.ndarray, value: np.ndarray) -> np.ndarray:
-    """``estimate_alpha_cf``'s system: the known pixels eliminated, L_UU x_U = -L_UK value_K."""
-    pymatting = import_pymatting()
-    laplacian = pymatting.cf_laplacian(image, is_known=known).tocsr()
-    is_known = known.ravel()
-    alpha = value.ravel().copy()
-    unknown_rows = laplacian[~is_known]
-    system = unknown_rows[:, ~is_known]
-    rhs = -unknown_rows[:, is_known].dot(alpha[is_known])
-    alpha[~is_known] = pymatting.cg(system, rhs, M=pymatting.ichol(system))
-    return alpha
+def _eliminated(laplacian: Callable[[np.ndarray, np.ndarray], object], preconditioner: str) -> Solver:
+    """A solver on a sparse Laplacian with the known pixels eliminated: L_UU x_U = -L_UK value_K.
 
-
-def _constrained(laplacian: str, preconditioner: str) -> Solver:
-    """The system of pymatting's solvers built on ``make_linear_system``: (L + λC) x = λ C value."""
+    ``estimate_alpha_cf`` solves this form; the solvers built on ``make_linear_system`` hold known pixels
+    by a penalty instead, which moved them by 3e-4 at most (tests/test_highres.py), but which held a
+    window's ring badly: learning-based on GT07 Trimap1 at 3x, one window's ring held at the converged
+    whole-image alpha left it 11/255 off on average with the penalty and 0.04/255 eliminated."""
 
     def held(image: np.ndarray, known: np.ndarray, value: np.ndarray) -> np.ndarray:
-        import scipy.sparse as sp  # with pymatting, which needs it anyway
-
         pymatting = import_pymatting()
-        weight = CONSTRAINT_WEIGHT * known.ravel()
-        system = (getattr(pymatting, laplacian)(image) + sp.diags(weight)).tocsr()
-        return pymatting.cg(system, weight * value.ravel(), M=getattr(pymatting, preconditioner)(system))
+        matrix = laplacian(image, known).tocsr()  # type: ignore[attr-defined]
+        is_known = known.ravel()
+        alpha = value.ravel().copy()
+        unknown_rows = matrix[~is_known]
+        system = unknown_rows[:, ~is_known]
+        rhs = -unknown_rows[:, is_known].dot(alpha[is_known])
+        alpha[~is_known] = pymatting.cg(system, rhs, M=getattr(pymatting, preconditioner)(system))
+        return alpha
 
-    held.__name__ = f"{laplacian} (held)"
     return held
 
 
+closed_form_held = _eliminated(lambda image, known: import_pymatting().cf_laplacian(image, is_known=known),
+                               "ichol")
+learning_based_held = _eliminated(lambda image, _: import_pymatting().lbdm_laplacian(image), "ichol")
+
+
+def learning_based_alpha(image: np.ndarray, trimap: np.ndarray) -> np.ndarray:
+    """Learning-based digital matting (Zheng & Kambhamettu, ICCV 2009) on pymatting's Laplacian, with the
+    known pixels eliminated rather than held by pymatting's penalty: its conjugate gradient stops at a
+    residual relative to a right-hand side that the penalty fills with the known pixels, so the unknown
+    ones were left unconverged (GT07 Trimap1 at 3x: 7.69 SAD from the converged alpha, one pixel 254/255
+    off; eliminated, tiles and whole agree with it, docs/engine.md "Held rings")."""
+    return learning_based_held(image, (trimap <= 0.1) | (trimap >= 0.9), (trimap >= 0.9).astype(np.float64))
+
+
+def random_walk_held(image: np.ndarray, known: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """``estimate_alpha_rw``'s system, (L + λC) x = λ C value, Jacobi: the penalty form, as random walk's
+    conjugate gradient stops short of convergence (docs/engine.md "Held rings") and the eliminated form
+    stops elsewhere (0.64 apart at one pixel of GT07)."""
+    import scipy.sparse as sp  # with pymatting, which needs it anyway
+
+    pymatting = import_pymatting()
+    weight = CONSTRAINT_WEIGHT * known.ravel()
+    system = (pymatting.rw_laplacian(image) + sp.diags(weight)).tocsr()
+    return pymatting.cg(system, weight * value.ravel(), M=pymatting.jacobi(system))
+
+
 def large_kernel_held(image: np.ndarray, known: np.ndarray, value: np.ndarray) -> np.ndarray:
-    """``estimate_alpha_lkm``'s system, (L + λC) x = λ C value with L applied matrix-free, Jacobi."""
+    """``estimate_alpha_lkm``'s system, (L + λC) x = λ C value with L applied matrix-free, Jacobi: the
+    penalty form, as large kernel's known pixels move by up to 0.10 under it and the whole pass has them
+    so (measured: its held ring then matches the whole pass, docs/engine.md "Held rings")."""
     pymatting = import_pymatting()
     apply_laplacian, diagonal = pymatting.lkm_laplacian(image)
     weight = CONSTRAINT_WEIGHT * known.ravel()
@@ -249,14 +271,14 @@ def random_walk(**_: object) -> MattingModel:
     # Measured peak growth: a Laplacian of every pixel: 571 B/px at 9.7 % unknown, 573 at 49 %.
     # Its weights link each pixel with its 8 neighbours.
     return ClassicalSolver(_pymatting("estimate_alpha_rw"), (600, 0),
-                           held=(_constrained("rw_laplacian", "jacobi"), 1))
+                           held=(random_walk_held, 1))
 
 
 def learning_based(**_: object) -> MattingModel:
     # Measured peak growth: a Laplacian of every pixel: 2591 B/px at 9.7 % unknown, 2609 at 49 %.
     # Its 3x3 windows couple pixels up to 2 px apart.
-    return ClassicalSolver(_pymatting("estimate_alpha_lbdm"), (2650, 0),
-                           held=(_constrained("lbdm_laplacian", "ichol"), 2))
+    return ClassicalSolver(learning_based_alpha, (2650, 0),
+                           held=(learning_based_held, 2))
 
 
 def shared_sampling(**_: object) -> MattingModel:
