@@ -83,14 +83,20 @@ def test_coarse_mask_synthesis_follows_section_iv_b1() -> None:
     ("tgn", ["crop_size=32", "batch_size=2"]),
 ])
 def test_a_task_learns_on_dev_photos(recipe_name: str, settings: list[str], dev_dir: Path) -> None:
-    # One intra-op thread: three steps are a short path, and with two threads' float summation the
-    # spamattnet loss rose (1.772 -> 1.797 measured, on a8cbb4b too); with one it falls.
+    # One intra-op thread: with two threads' float summation the spamattnet loss once rose over three
+    # steps (1.772 -> 1.797 measured, on a8cbb4b too); the path is deterministic with one.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         _learns(recipe_name, settings, dev_dir)
     finally:
         torch.set_num_threads(threads)
+
+
+#: Steps on one batch.  Three were too few: with the packages installed on 2026-12-01 (opencv 4.14,
+#: pillow 12.3, rich 15) spamattnet's loss rose over them (1.771 -> 1.778); over 30 its first five
+#: average 1.774 and its last five 1.696.
+STEPS = 30
 
 
 def _learns(recipe_name: str, settings: list[str], dev_dir: Path) -> None:
@@ -107,10 +113,11 @@ def _learns(recipe_name: str, settings: list[str], dev_dir: Path) -> None:
     context = _Context(modules, task.configure_optimizers(modules))
     before = {k: v.clone() for k, v in modules[task.export].state_dict().items()}
     losses = []
-    for step in range(3):  # the same batch: the loss must come down
+    for step in range(STEPS):  # the same batch: the loss must come down
         context.step = step
         losses.append(float(task.training_step(batch, context)["loss"].detach()))
-    assert all(np.isfinite(losses)) and losses[-1] < losses[0], losses
+    # Step to step the loss wanders by about 1 %: compare the first five steps with the last five.
+    assert all(np.isfinite(losses)) and np.mean(losses[-5:]) < np.mean(losses[:5]), losses
     after = modules[task.export].state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)
     if recipe_name == "spamattnet":  # the gradients reach the attention: LSPA's and GPA's weights moved
