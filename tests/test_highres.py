@@ -372,11 +372,11 @@ def test_a_held_system_with_the_trimap_s_values_is_the_solver_s_own(name: str, d
     trimap's 0 and 1 it gives pymatting's alpha (eliminated or penalised: 3e-4 apart here); held at
     fractional values it keeps them as well as the solver keeps its own known pixels (the penalty form
     lets them move: large kernel's by 0.10 here)."""
+    import pymatting
+
     data, _ = half_size(dev_dir, "GT07", "Trimap1")
     assert data.trimap is not None
     image, trimap = data.image[:96, 100:200], data.trimap[:96, 100:200]
-    import pymatting
-
     model = create_model(name)
     known = trimap != UNKNOWN
     estimate = getattr(pymatting, f"estimate_alpha_{ESTIMATES[name]}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import io
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -147,7 +148,7 @@ def degenerate_windows(trimap: np.ndarray) -> WindowSolver | None:
 CONSTRAINT_WEIGHT = 100.0
 
 
-def _eliminated(laplacian: Callable[[np.ndarray, np.ndarray], object], preconditioner: str) -> Solver:
+def _eliminated(laplacian: Callable[[np.ndarray, np.ndarray], Any], preconditioner: str) -> Solver:
     """A solver on a sparse Laplacian with the known pixels eliminated: L_UU x_U = -L_UK value_K.
 
     ``estimate_alpha_cf`` solves this form; the solvers built on ``make_linear_system`` hold known pixels
@@ -157,7 +158,7 @@ def _eliminated(laplacian: Callable[[np.ndarray, np.ndarray], object], precondit
 
     def held(image: np.ndarray, known: np.ndarray, value: np.ndarray) -> np.ndarray:
         pymatting = import_pymatting()
-        matrix = laplacian(image, known).tocsr()  # type: ignore[attr-defined]
+        matrix = laplacian(image, known).tocsr()  # a scipy sparse matrix
         is_known = known.ravel()
         alpha = value.ravel().copy()
         unknown_rows = matrix[~is_known]
@@ -180,31 +181,36 @@ def learning_based_alpha(image: np.ndarray, trimap: np.ndarray) -> np.ndarray:
     residual relative to a right-hand side that the penalty fills with the known pixels, so the unknown
     ones were left unconverged (GT07 Trimap1 at 3x: 7.69 SAD from the converged alpha, one pixel 254/255
     off; eliminated, tiles and whole agree with it, docs/engine.md "Held rings")."""
-    return learning_based_held(image, (trimap <= 0.1) | (trimap >= 0.9), (trimap >= 0.9).astype(np.float64))
+    is_foreground, _, is_known, _ = import_pymatting().trimap_split(trimap, flatten=False)
+    return learning_based_held(image, is_known, is_foreground.astype(np.float64))
+
+
+def _penalised(
+    apply_laplacian: Callable[[np.ndarray], np.ndarray], diagonal: np.ndarray, known: np.ndarray,
+    value: np.ndarray,
+) -> np.ndarray:
+    """pymatting's ``make_linear_system`` form, (L + λC) x = λ C value, solved as its random-walk and
+    large-kernel solvers solve it: conjugate gradient, Jacobi-preconditioned."""
+    weight = CONSTRAINT_WEIGHT * known.ravel()
+    inverse = 1.0 / (diagonal + weight)
+    return import_pymatting().cg(lambda x: apply_laplacian(x) + weight * x, weight * value.ravel(),
+                                 M=lambda x: inverse * x)
 
 
 def random_walk_held(image: np.ndarray, known: np.ndarray, value: np.ndarray) -> np.ndarray:
-    """``estimate_alpha_rw``'s system, (L + λC) x = λ C value, Jacobi: the penalty form, as random walk's
-    conjugate gradient stops short of convergence (docs/engine.md "Held rings") and the eliminated form
-    stops elsewhere (0.64 apart at one pixel of GT07)."""
-    import scipy.sparse as sp  # with pymatting, which needs it anyway
-
-    pymatting = import_pymatting()
-    weight = CONSTRAINT_WEIGHT * known.ravel()
-    system = (pymatting.rw_laplacian(image) + sp.diags(weight)).tocsr()
-    return pymatting.cg(system, weight * value.ravel(), M=pymatting.jacobi(system))
+    """``estimate_alpha_rw``'s system in its penalty form, as random walk's conjugate gradient stops short
+    of convergence (docs/engine.md "Held rings") and the eliminated form stops elsewhere (0.64 apart at
+    one pixel of GT07)."""
+    laplacian = import_pymatting().rw_laplacian(image).tocsr()
+    return _penalised(laplacian.dot, laplacian.diagonal(), known, value)
 
 
 def large_kernel_held(image: np.ndarray, known: np.ndarray, value: np.ndarray) -> np.ndarray:
-    """``estimate_alpha_lkm``'s system, (L + λC) x = λ C value with L applied matrix-free, Jacobi: the
-    penalty form, as large kernel's known pixels move by up to 0.10 under it and the whole pass has them
-    so (measured: its held ring then matches the whole pass, docs/engine.md "Held rings")."""
-    pymatting = import_pymatting()
-    apply_laplacian, diagonal = pymatting.lkm_laplacian(image)
-    weight = CONSTRAINT_WEIGHT * known.ravel()
-    inverse = 1.0 / (diagonal + weight)
-    return pymatting.cg(lambda x: apply_laplacian(x) + weight * x, weight * value.ravel(),
-                        M=lambda x: inverse * x)
+    """``estimate_alpha_lkm``'s system in its penalty form, L applied matrix-free: large kernel's known
+    pixels move by up to 0.10 under it and the whole pass has them so (measured: its held ring then
+    matches the whole pass, docs/engine.md "Held rings")."""
+    apply_laplacian, diagonal = import_pymatting().lkm_laplacian(image)
+    return _penalised(apply_laplacian, diagonal, known, value)
 
 
 def closed_form(**_: object) -> MattingModel:
