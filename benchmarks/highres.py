@@ -249,7 +249,7 @@ def command_run(args: argparse.Namespace) -> None:
 
 def _measure(case: dict, timeout: float) -> dict:
     """Run a case in a fresh process; failures (out of memory, timeout, no GPU) become a reason."""
-    load = os.getloadavg()[0]
+    load = round(os.getloadavg()[0], 2)
     command = [sys.executable, __file__, "case", json.dumps(case)]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
@@ -261,7 +261,7 @@ def _measure(case: dict, timeout: float) -> dict:
             reason = f"killed by signal {-done.returncode} (out of memory?)"
         return {**case, "failed": reason, "load_before": load}
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    result |= {"load_before": round(load, 2), "load_after": round(os.getloadavg()[0], 2)}
+    result |= {"load_before": load, "load_after": round(os.getloadavg()[0], 2)}
     result |= scores(case, result.get("tile_size"))
     print(json.dumps(result), flush=True)
     return result
