@@ -148,8 +148,9 @@ def degenerate_windows(trimap: np.ndarray) -> WindowSolver | None:
 CONSTRAINT_WEIGHT = 100.0
 
 
-def _eliminated(laplacian: Callable[[np.ndarray, np.ndarray], Any], preconditioner: str) -> Solver:
-    """A solver on a sparse Laplacian with the known pixels eliminated: L_UU x_U = -L_UK value_K.
+def _eliminated(laplacian: Callable[[np.ndarray, np.ndarray], Any]) -> Solver:
+    """A solver on a sparse Laplacian with the known pixels eliminated: L_UU x_U = -L_UK value_K, solved as
+    ``estimate_alpha_cf`` solves it (conjugate gradient, incomplete Cholesky).
 
     ``estimate_alpha_cf`` solves this form; the solvers built on ``make_linear_system`` hold known pixels
     by a penalty instead, which moved them by 3e-4 at most (tests/test_highres.py), but which held a
@@ -164,15 +165,14 @@ def _eliminated(laplacian: Callable[[np.ndarray, np.ndarray], Any], precondition
         unknown_rows = matrix[~is_known]
         system = unknown_rows[:, ~is_known]
         rhs = -unknown_rows[:, is_known].dot(alpha[is_known])
-        alpha[~is_known] = pymatting.cg(system, rhs, M=getattr(pymatting, preconditioner)(system))
+        alpha[~is_known] = pymatting.cg(system, rhs, M=pymatting.ichol(system))
         return alpha
 
     return held
 
 
-closed_form_held = _eliminated(lambda image, known: import_pymatting().cf_laplacian(image, is_known=known),
-                               "ichol")
-learning_based_held = _eliminated(lambda image, _: import_pymatting().lbdm_laplacian(image), "ichol")
+closed_form_held = _eliminated(lambda image, known: import_pymatting().cf_laplacian(image, is_known=known))
+learning_based_held = _eliminated(lambda image, _: import_pymatting().lbdm_laplacian(image))
 
 
 def learning_based_alpha(image: np.ndarray, trimap: np.ndarray) -> np.ndarray:
@@ -276,15 +276,13 @@ def large_kernel(**_: object) -> MattingModel:
 def random_walk(**_: object) -> MattingModel:
     # Measured peak growth: a Laplacian of every pixel: 571 B/px at 9.7 % unknown, 573 at 49 %.
     # Its weights link each pixel with its 8 neighbours.
-    return ClassicalSolver(_pymatting("estimate_alpha_rw"), (600, 0),
-                           held=(random_walk_held, 1))
+    return ClassicalSolver(_pymatting("estimate_alpha_rw"), (600, 0), held=(random_walk_held, 1))
 
 
 def learning_based(**_: object) -> MattingModel:
     # Measured peak growth: a Laplacian of every pixel: 2591 B/px at 9.7 % unknown, 2609 at 49 %.
     # Its 3x3 windows couple pixels up to 2 px apart.
-    return ClassicalSolver(learning_based_alpha, (2650, 0),
-                           held=(learning_based_held, 2))
+    return ClassicalSolver(learning_based_alpha, (2650, 0), held=(learning_based_held, 2))
 
 
 def shared_sampling(**_: object) -> MattingModel:
