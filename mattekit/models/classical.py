@@ -152,10 +152,10 @@ def _eliminated(laplacian: Callable[[np.ndarray, np.ndarray], Any]) -> Solver:
     """A solver on a sparse Laplacian with the known pixels eliminated: L_UU x_U = -L_UK value_K, solved as
     ``estimate_alpha_cf`` solves it (conjugate gradient, incomplete Cholesky).
 
-    ``estimate_alpha_cf`` solves this form; the solvers built on ``make_linear_system`` hold known pixels
-    by a penalty instead, which moved them by 3e-4 at most (tests/test_highres.py), but which held a
-    window's ring badly: learning-based on GT07 Trimap1 at 3x, one window's ring held at the converged
-    whole-image alpha left it 11/255 off on average with the penalty and 0.04/255 eliminated."""
+    The solvers built on ``make_linear_system`` hold known pixels by a penalty instead, which moved them
+    by 3e-4 at most (tests/test_highres.py), but which held a window's ring badly: learning-based on GT07
+    Trimap1 at 3x, one window's ring held at the converged whole-image alpha left it 11/255 off on average
+    with the penalty and 0.04/255 eliminated."""
 
     def held(image: np.ndarray, known: np.ndarray, value: np.ndarray) -> np.ndarray:
         pymatting = import_pymatting()
