@@ -15,7 +15,7 @@ weights may be shipped or downloaded here), so only consistency with the whole-i
         --photos GT01 GT04 --out results.json              # dev photos upscaled 3x, both trimaps
     python benchmarks/highres.py sweep --out sweep.json     # issue 9's sweep, most valuable cases first
     python benchmarks/highres.py sweep-table sweep.json      # whole / auto / tiled side by side
-    python benchmarks/highres.py context --model knn --shares 0 0.25 --unframed   # tiles vs whole, half size
+    python benchmarks/highres.py context --model closed-form --look out/   # tiles vs whole, half size
     python benchmarks/highres.py memory --scales 0.25 1    # each solver's peak memory per pixel
     python benchmarks/highres.py plan --size 6000           # tile-size sweep: pixels to run, no inference
     python benchmarks/highres.py table results.json          # markdown rows for docs/benchmarks.md
@@ -366,10 +366,9 @@ def command_sweep_table(args: argparse.Namespace) -> None:
 
 
 def command_context(args: argparse.Namespace) -> None:
-    """Tiled against whole on a dev photo at ``--scale`` of its size, for each window share (and with the
-    frame switched off, as before issue 9's second session): SAD against the ground truth, SAD against
-    the whole matte, the worst tile, model megapixels; with ``--look DIR``, PNGs of whole, tiled and
-    4 x |tiled - whole| with the worst tile boxed (for the eye)."""
+    """Tiled against whole on a dev photo at ``--scale`` of its size: SAD against the ground truth, SAD
+    against the whole matte, the worst tile, model megapixels; with ``--look DIR``, PNGs of whole, tiled
+    and 4 x |tiled - whole| with the worst tile boxed (for the eye)."""
     dev = load_input(DEV / "input_training_lowres" / f"{args.photo}.png",
                      DEV / "trimap_training_lowres" / args.trimap / f"{args.photo}.png")
     assert dev.trimap is not None
@@ -386,30 +385,24 @@ def command_context(args: argparse.Namespace) -> None:
     print(f"load {os.getloadavg()[0]:.2f}; {args.model} {args.photo} {args.trimap} x{args.scale} {size}: "
           f"whole SAD {whole_sad:.3f}", flush=True)
     options = TileOptions(tile="on", tile_size=args.tile_size, overlap=args.overlap)
-    for framed in (True, False) if args.unframed else (True,):
-        if not framed:  # what tiles computed before windows were given the whole image's frame
-            model.infer_window = lambda images, trimaps, _: model.infer(images, trimaps)  # type: ignore
-        for share in args.shares:
-            model.window_share = share
-            start = time.perf_counter()
-            how = plan(model, *unknown.shape, data.trimap, options)
-            tiled = run_model(model, data, options)
-            seconds = time.perf_counter() - start
-            difference = np.abs(tiled - whole)
-            sad = float(np.abs(tiled - truth)[unknown].sum() / 1000)
-            worst = worst_tile(difference, unknown, args.tile_size, args.overlap)
-            assert how.grid is not None
-            print(json.dumps({
-                "frame": framed, "window_share": share, "sad_vs_truth": round(sad, 3),
-                "ratio": round(sad / whole_sad, 3),
-                "sad_vs_whole": round(float(difference[unknown].sum() / 1000), 3),
-                "mean_difference_255": round(float(difference[unknown].mean() * 255), 2),
-                "worst_tile": round(worst, 2), "tiles": len(how.grid.run), "short": len(how.grid.short),
-                "model_megapixels": round(how.model_pixels / 1e6, 2), "seconds": round(seconds, 1),
-            }), flush=True)
-            if args.look:
-                _look(args.look / f"{args.model}_{args.photo}_{args.trimap}_share{share}_frame{framed}",
-                      whole, tiled, unknown, args.tile_size, args.overlap)
+    start = time.perf_counter()
+    how = plan(model, *unknown.shape, data.trimap, options)
+    tiled = run_model(model, data, options)
+    seconds = time.perf_counter() - start
+    difference = np.abs(tiled - whole)
+    sad = float(np.abs(tiled - truth)[unknown].sum() / 1000)
+    assert how.grid is not None
+    print(json.dumps({
+        "sad_vs_truth": round(sad, 3), "ratio": round(sad / whole_sad, 3),
+        "sad_vs_whole": round(float(difference[unknown].sum() / 1000), 3),
+        "mean_difference_255": round(float(difference[unknown].mean() * 255), 2),
+        "worst_tile": round(worst_tile(difference, unknown, args.tile_size, args.overlap), 2),
+        "tiles": len(how.grid.run), "short": len(how.grid.short),
+        "model_megapixels": round(how.model_pixels / 1e6, 2), "seconds": round(seconds, 1),
+    }), flush=True)
+    if args.look:
+        _look(args.look / f"{args.model}_{args.photo}_{args.trimap}", whole, tiled, unknown, args.tile_size,
+              args.overlap)
 
 
 def _look(
@@ -427,7 +420,7 @@ def _look(
     top, bottom, left, right = worst.top, worst.bottom, worst.left, worst.right
     cv2.rectangle(panels[2], (left, top), (right - 1, bottom - 1), (255, 0, 0), 1)
     stem.parent.mkdir(parents=True, exist_ok=True)
-    write_png(stem.parent / f"{stem.name}.png", np.hstack(panels) / 255.0)  # the share has a dot
+    write_png(stem.parent / f"{stem.name}.png", np.hstack(panels) / 255.0)
 
 
 def command_plan(args: argparse.Namespace) -> None:
@@ -585,15 +578,13 @@ def main() -> None:
     sweep_parser.add_argument("--out", type=Path, default=Path("sweep-results.json"))
     sweep_table = commands.add_parser("sweep-table", help="markdown rows from a sweep's results")
     sweep_table.add_argument("results", type=Path)
-    context = commands.add_parser("context", help="tiled vs whole on a dev photo, per window share")
-    context.add_argument("--model", default="knn")
+    context = commands.add_parser("context", help="tiled vs whole on a dev photo at a scale")
+    context.add_argument("--model", default="closed-form")
     context.add_argument("--photo", default="GT04")
     context.add_argument("--trimap", default="Trimap1")
     context.add_argument("--scale", type=float, default=0.5)
     context.add_argument("--tile-size", type=int, default=96)
     context.add_argument("--overlap", type=int, default=16)
-    context.add_argument("--shares", nargs="+", type=float, default=[0.0, 0.25])
-    context.add_argument("--unframed", action="store_true", help="also without the whole image's frame")
     context.add_argument("--look", type=Path, help="write PNG panels into this folder")
     case = commands.add_parser("case", help="(internal) one case, as JSON")
     case.add_argument("json")

@@ -174,20 +174,21 @@ def plan(
     # that solves them again with a held ring keeps the previous pass's alpha (float32).
     host += round(model.window_solver_bytes_per_pixel(unknown) * height * width)
     host += 4 * height * width if model.held_ring else 0
+    if host > budget:  # no tile size helps: what every tile shares is already too much
+        raise MattekitError(
+            f"the memory budget of {_gb(budget)} is too small for this {width}x{height} image: its tiles "
+            f"would share about {_gb(host)} of whole-image arrays, as much as one pass needs or more; "
+            f"raise --max-memory"
+        )
     # What the user fixed is kept; the rest shrinks (tile size, then batch) until one batch fits.  A
     # context model's patches keep the size it was trained for.
     context = model.context
-    least_area = round(model.window_share * height * width)
     if options.tile_size is not None:
         sizes = [options.tile_size]
     elif context is not None:
         sizes = [context.tile_size]
     else:
-        # A model whose windows must hold a share of the image first tries tiles that large (fewer,
-        # so that the windows overlap less), then the usual sizes.
         sizes = _shrinking(options.overlap)
-        wide = round(np.sqrt(least_area))
-        sizes = [wide, *sizes] if wide > sizes[0] else sizes
     for size in sizes:
         if options.overlap is not None:
             overlap = options.overlap
@@ -206,7 +207,7 @@ def plan(
             return host + buffers + model.estimate_memory(*padded, 1, unknown=unknown) <= budget
 
         tile_grid = grid(height, width, size, overlap, trimap, margin, max_side,
-                         model.grow_context and not whole, least_area, fits=fits)
+                         model.grow_context and not whole, fits=fits)
         # One batch stacks windows of one size; the largest window bounds what any batch needs per tile.
         per_tile = max((_window_peak(model, t, device) for t in tile_grid.run), default=0)
         most = min(MAX_BATCH[device], max(len(tile_grid.run), 1))

@@ -75,7 +75,7 @@ def run_tiled(
                     window_guide = gather(guide, tile.window, requirements)
                     trimaps[i] = _guided(trimaps[i], window_guide, tile, requirements)
         if pool is None:
-            raw = model.infer_window(images, trimaps, (image.shape[0], image.shape[1]))
+            raw = model.infer(images, trimaps)
         else:
             context = TileContext(pool.images, pool.trimaps, pool.boxes, _boxes(chunk))
             raw = model.infer_context(images, trimaps, context)

@@ -142,7 +142,6 @@ def grid(
     margin: int | None = None,
     max_side: int | None = None,
     grow: bool = True,
-    least_area: int = 0,
     fits: Callable[[int, int, float], bool] | None = None,
 ) -> TileGrid:
     """Tile an image (``0 <= overlap < tile``, see :func:`mattekit.engine.planner.check`).
@@ -153,10 +152,9 @@ def grid(
     With a ``margin`` (and a trimap), a tile contributes only its ``focus``, the bounding box of its
     unknown pixels, and the model sees a ``window`` around it: the focus grown by ``margin`` px, then
     grown further (doubling the growth) until it holds enough known foreground and background pixels
-    (``MIN_KNOWN_SHARE``) and at least ``least_area`` pixels (models with non-local affinities), reaches
-    the image, or would exceed ``max_side`` px on a side.  Without ``grow`` (networks, and solvers that see
-    the whole image) the window is the focus grown by ``margin``.  Without a
-    ``margin`` (models that compare whole patches) window and focus are the core.
+    (``MIN_KNOWN_SHARE``), reaches the image, or would exceed ``max_side`` px on a side.  Without ``grow``
+    (networks, and solvers that see the whole image) the window is the focus grown by ``margin``.
+    Without a ``margin`` (models that compare whole patches) window and focus are the core.
     """
     rows, cols = axis(height, tile, overlap), axis(width, tile, overlap)
     need = None if trimap is None or margin is None else _needed_shares(trimap)
@@ -181,10 +179,8 @@ def grid(
                 window = _grown(focus, margin, trimap.shape, max(height, width))
                 run.append(Tile(*core, r, c, window, focus, _unknown_share(trimap, window)))
                 continue
-            least = min(least_area, height * width)
             window, enough = _context_window(
-                trimap, focus, margin, max_side or max(height, width), need, least, round(EDGE_REACH * tile),
-                fits,
+                trimap, focus, margin, max_side or max(height, width), need, round(EDGE_REACH * tile), fits
             )
             run.append(Tile(*core, r, c, window, focus, _unknown_share(trimap, window)))
             if not enough:
@@ -215,18 +211,17 @@ def _context_window(
     margin: int,
     max_side: int,
     need: tuple[float, float],
-    least: int = 0,
     reach: int = 0,
     fits: Callable[[int, int, float], bool] | None = None,
 ) -> tuple[Box, bool]:
     """``focus`` grown by ``margin``, then by doubling amounts until the window holds the ``need``ed shares
-    of known foreground and background and ``least`` pixels; whether it does (it may stop at
+    of known foreground and background; whether it does (it may stop at
     ``max_side`` or the image).  Then it grows on while its edge is open (``MAX_OPEN_BORDER``), to at most
     ``reach`` px around the focus: past that the unknown region is wider than a tile, and the window keeps
     its open edge (it is not short of context for that: the coarse guide is for missing known classes)."""
     growth = margin
     window = _grown(focus, growth, trimap.shape, max_side)
-    while not (enough := _holds(trimap, window, need) and _pixels(window) >= least):
+    while not (enough := _holds(trimap, window, need)):
         growth = max(2 * growth, 16)
         bigger = _grown(focus, growth, trimap.shape, max_side)
         if bigger == window:
@@ -242,7 +237,7 @@ def _context_window(
         if bigger == window or not fits(*_size(bigger), _unknown_share(trimap, bigger)):
             break
         window = bigger
-        enough = _holds(trimap, window, need) and _pixels(window) >= least
+        enough = _holds(trimap, window, need)
     while _open_border(trimap, window) > MAX_OPEN_BORDER and growth < reach:
         growth = min(max(2 * growth, 16), reach)
         bigger = _grown(focus, growth, trimap.shape, max_side)
@@ -273,10 +268,6 @@ def _open_border(trimap: np.ndarray, window: Box) -> float:
 
 def _size(box: Box) -> tuple[int, int]:
     return box[1] - box[0], box[3] - box[2]
-
-
-def _pixels(box: Box) -> int:
-    return (box[1] - box[0]) * (box[3] - box[2])
 
 
 def _grown(focus: Box, growth: int, shape: tuple[int, ...], max_side: int) -> Box:

@@ -120,7 +120,7 @@ register_model(
     "Levin, Lischinski & Weiss, A Closed-Form Solution to Natural Image Matting, TPAMI 2008",
 )
 register_model(
-    "knn", "mattekit.models.classical:knn", _SOLVER,
+    "knn", "mattekit.models.knn_matting:knn", _SOLVER,
     "KNN matting (nonlocal affinities), weight-free",
     "Chen, Li & Tang, KNN Matting, TPAMI 2013",
 )

@@ -97,18 +97,12 @@ class MattingModel(ABC):
     #: 0: the model has no such passes.
     held_ring: int = 0
 
-    #: The least share of the image's area a tile's window must hold, for models whose affinities reach
-    #: across the whole image (KNN matting: each pixel's neighbours in colour are found anywhere in it);
-    #: the engine then also cuts tiles about that large, so that windows add little to the tiles.
-    #: 0 for models whose context is local (docs/engine.md, "Context").
-    window_share: float = 0.0
-
     def bytes_per_pixel(self, unknown: float = 1.0) -> float:
         """Peak bytes per input pixel of one ``infer`` call, when that grows linearly with the area.
 
         ``unknown`` is the share of the input's pixels that the trimap marks unknown (1.0 when there is
-        no trimap).  This default is about the most any weight-free solver was measured to need (KNN,
-        docs/engine.md); every model of the zoo overrides it with its own measured figure.
+        no trimap).  This default is above what every weight-free solver was measured to need
+        (docs/engine.md); every model of the zoo overrides it with its own measured figure.
         """
         return 4096.0
 
@@ -120,19 +114,6 @@ class MattingModel(ABC):
         attention grows with its square).
         """
         return round(batch * height * width * self.bytes_per_pixel(unknown))
-
-    def infer_window(
-        self, images: np.ndarray, trimaps: np.ndarray | None, frame: tuple[int, int]
-    ) -> np.ndarray:
-        """Raw alpha for a batch of windows cut from one image of ``frame`` = (height, width) pixels.
-
-        The engine calls this for tiles.  Models whose affinities measure pixel positions relative to the
-        input's size (KNN matting's and information flow's neighbour features hold x / width) override
-        it to measure them relative to the whole image, so that a window builds the affinities the
-        whole-image pass builds (a 500 px window of a 2400 px photo would otherwise weigh distance 5x
-        more, docs/engine.md "Context"); for every other model a window is just a smaller image.
-        """
-        return self.infer(images, trimaps)
 
     def window_solver(self, image: np.ndarray, trimap: np.ndarray) -> WindowSolver | None:
         """A function that mattes any window ``(top, bottom, left, right)`` of this ``image`` (H, W, 3) and

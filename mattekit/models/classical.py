@@ -38,7 +38,7 @@ class ClassicalSolver(MattingModel):
     ``memory`` is its measured peak memory growth per input pixel, ``(bytes, bytes more per unknown
     share)``: an image with the share ``u`` of its pixels unknown takes ``memory[0] + u * memory[1]``
     bytes per pixel (``python benchmarks/highres.py memory``, docs/engine.md).  Until a solver is
-    measured, the default is about the most any was measured to take (KNN).
+    measured, the default is more than any was measured to take.
     """
 
     requirements = _CLASSICAL
@@ -47,21 +47,16 @@ class ClassicalSolver(MattingModel):
         self,
         solve: Solver,
         memory: tuple[float, float] = (4096.0, 0.0),
-        framed: bool = False,
-        window_share: float = 0.0,
         held: tuple[Solver, int] | None = None,
     ) -> None:
         self._solve = solve
         self._memory = memory
-        self.window_share = window_share
         # Local affinities: a second pass of tiles holds each window's surrounding ring at the first
         # pass's alpha (docs/engine.md, "Held rings"); ``held`` is (the solver's system with fractional
         # known values, how far its affinities reach).
         self._held = None if held is None else held[0]
         self.held_ring = 0 if held is None else held[1]
         self.window_passes = 1 if held is None else 2
-        #: Whether ``solve`` takes ``frame=(height, width)``, the size its pixel positions are relative to.
-        self._framed = framed
 
     def bytes_per_pixel(self, unknown: float = 1.0) -> float:
         return self._memory[0] + unknown * self._memory[1]
@@ -72,31 +67,19 @@ class ClassicalSolver(MattingModel):
         pairs = zip(images, trimaps, strict=True)
         return np.stack([self._infer_one(image, trimap) for image, trimap in pairs])
 
-    def infer_window(
-        self, images: np.ndarray, trimaps: np.ndarray | None, frame: tuple[int, int]
-    ) -> np.ndarray:
-        if trimaps is None or not self._framed:
-            return self.infer(images, trimaps)
-        pairs = zip(images, trimaps, strict=True)
-        return np.stack([self._infer_one(image, trimap, frame) for image, trimap in pairs])
-
-    def _infer_one(
-        self, image: np.ndarray, trimap: np.ndarray, frame: tuple[int, int] | None = None
-    ) -> np.ndarray:
+    def _infer_one(self, image: np.ndarray, trimap: np.ndarray) -> np.ndarray:
         known_fg, known_bg = (trimap == FOREGROUND).any(), (trimap == BACKGROUND).any()
         if not (trimap == UNKNOWN).any() or not (known_fg and known_bg):
             return degenerate_alpha(trimap, known_fg, known_bg)
         # pymatting reads 0 as background, 1 as foreground, anything between as unknown.
-        framing = {"frame": frame} if frame is not None else {}
-        return self._solved(self._solve, image.astype(np.float64), trimap.astype(np.float64) / 255.0,
-                            **framing)
+        return self._solved(self._solve, image.astype(np.float64), trimap.astype(np.float64) / 255.0)
 
     def infer_held(self, image: np.ndarray, known: np.ndarray, value: np.ndarray) -> np.ndarray:
         assert self._held is not None, "only solvers given a held system set held_ring"
         return self._solved(self._held, image.astype(np.float64), known, value.astype(np.float64))
 
-    def _solved(self, solve: Solver, image: np.ndarray, *args: np.ndarray, **kwargs: object) -> np.ndarray:
-        """``solve(image, *args, **kwargs)`` clipped to [0, 1] as float32, quietly, with its failures in
+    def _solved(self, solve: Solver, image: np.ndarray, *args: np.ndarray) -> np.ndarray:
+        """``solve(image, *args)`` clipped to [0, 1] as float32, quietly, with its failures in
         one line.
 
         pymatting's incomplete Cholesky preconditioner print()s a "PERFORMANCE WARNING" when it falls back
@@ -108,7 +91,7 @@ class ClassicalSolver(MattingModel):
         """
         try:
             with contextlib.redirect_stdout(io.StringIO()), np.errstate(all="ignore"):
-                alpha = solve(image, *args, **kwargs)
+                alpha = solve(image, *args)
         except MemoryError:
             raise
         except Exception as err:
@@ -218,54 +201,6 @@ def closed_form(**_: object) -> MattingModel:
     # windows that touch an unknown pixel, and its incomplete Cholesky factor covers the unknown pixels).
     # Its 3x3 windows couple pixels up to 2 px apart.
     return ClassicalSolver(_pymatting("estimate_alpha_cf"), (350, 2200), held=(closed_form_held, 2))
-
-
-def knn(**_: object) -> MattingModel:
-    # Measured peak growth: nearest neighbours of every pixel: 3439 B/px at 9.7 % unknown, 3362 at 49 %.
-    # Its second neighbour search weighs position 0.1 against colour: neighbours come from anywhere in the
-    # image, so a tile's window holds a quarter of it (measured, docs/engine.md "Context": GT04 Trimap1
-    # at half size, tiled / whole SAD 1.105 with windows grown for known classes only, 1.022 with 25 %,
-    # 0.984 with 40 %).
-    import_pymatting()  # now, not mid-batch: a first run compiles its kernels and says so (mattekit.jit)
-    return ClassicalSolver(knn_alpha, (3500, 0), framed=True, window_share=0.25)
-
-
-#: pymatting's KNN matting settings (``knn_laplacian``'s defaults): two neighbour searches, 20 neighbours
-#: with positions weighted 2.0 against colour, then 10 with 0.1, binary kernel.
-KNN_NEIGHBORS = ((20, 2.0), (10, 0.1))
-
-
-def knn_alpha(image: np.ndarray, trimap: np.ndarray, frame: tuple[int, int] | None = None) -> np.ndarray:
-    """pymatting's ``estimate_alpha_knn`` (Chen et al., KNN Matting, TPAMI 2013), with pixel positions
-    relative to ``frame`` = (height, width) of the image a window was cut from (default: the input).
-
-    pymatting's ``knn_laplacian`` divides positions by the input's own size, so a window of a big photo
-    would find other neighbours than the whole photo does; built from pymatting's own parts (its KD-tree,
-    row normalisation, linear system, Jacobi-preconditioned CG), it is the same solver otherwise: on a
-    whole image the alpha is pymatting's to the last bit (tests/test_highres.py).
-    """
-    import scipy.sparse as sp  # with pymatting, which needs it anyway: not when the registry is listed
-
-    pymatting = import_pymatting()
-    height, width = trimap.shape
-    frame_height, frame_width = frame or (height, width)
-    x = np.tile(np.arange(width) / max(frame_width - 1, 1), height)
-    y = np.repeat(np.arange(height) / max(frame_height - 1, 1), width)
-    colors = image.reshape(-1, 3)
-    pixels = height * width
-    rows, cols = [], []
-    for count, position in KNN_NEIGHBORS:
-        features = np.column_stack([colors, position * x, position * y]).astype(np.float32)
-        _, neighbors = pymatting.knn(features, features, k=count)
-        rows.append(np.repeat(np.arange(pixels), count))
-        cols.append(neighbors.ravel())
-    # W + Wᵀ, row-normalised: L = I - D⁻¹(W + Wᵀ), as knn_laplacian builds it.
-    i, j = np.concatenate(rows + cols), np.concatenate(cols + rows)
-    weights = sp.csr_matrix((np.ones(i.size), (i, j)), (pixels, pixels))
-    laplacian = sp.identity(pixels) - pymatting.normalize_rows(weights)
-    matrix, rhs = pymatting.make_linear_system(laplacian, trimap)
-    alpha = pymatting.cg(matrix, rhs, M=pymatting.jacobi(matrix))
-    return np.clip(alpha, 0, 1).reshape(trimap.shape)
 
 
 def large_kernel(**_: object) -> MattingModel:
