@@ -60,7 +60,8 @@ class KnnSystem:
             # Each link p -> q is an entry of W at (p, q) and of Wᵀ at (q, p): the rows of unknown pixels
             # take it, among the unknowns (S_UU) or towards a known value (S_UK α_K).
             for row, col in ((p, q), (q, p)):
-                row, col = row[unknown[row]], col[unknown[row]]
+                mine = unknown[row]
+                row, col = row[mine], col[mine]
                 degree += np.bincount(index[row], minlength=degree.size)
                 among = unknown[col]
                 rows.append(index[row[among]].astype(np.int32))
