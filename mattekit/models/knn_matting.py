@@ -11,13 +11,14 @@ learning-based do): rows of the unknown pixels only, scaled by D, (D − S)_UU �
 is symmetric positive definite, where pymatting runs conjugate gradient on the non-symmetric L + λC, and
 it spans the unknown pixels only, so the neighbour graph is kept for them alone, built from searches over
 the whole image in chunks.  Measured on the 18 alphamatting-dev cases (docs/engine.md, "KNN matting in
-one system"): no alpha more than 0.007 from pymatting's, total SAD 108.79 both ways, 3x faster; at 3x
-(GT01 Trimap1) 1.6 GB peak instead of a 13.1 GB estimate.
+one system"): no alpha more than 0.007 from pymatting's, total SAD 108.79 both ways, 2-4x faster; at 3x
+(GT01 Trimap1) a peak of 1.00 GB in 21.7 s instead of 13.12 GB in 80.8 s.
 
 Its second search weighs position 0.1 against colour, so neighbours come from anywhere in the image: a
 window cut out of it loses them (one tile 7.35x the image's mean difference on GT01 at 3x, with a quarter
-of the image in every window).  Tiles therefore read their part of the whole image's system, solved once
-(:class:`KnnSystem`); they cost what one pass costs, which is what ``--tile auto`` runs whenever it fits.
+of the image in every window).  Tiles therefore read their part of one whole-image solve
+(:meth:`KnnMatting.window_solver`); they cost what one pass costs, which ``--tile auto`` runs whenever it
+fits.
 """
 
 from __future__ import annotations
@@ -29,8 +30,7 @@ import scipy.sparse as sp
 
 from mattekit.jit import import_pymatting
 from mattekit.models.base import WindowSolver
-from mattekit.models.classical import ClassicalSolver, degenerate_windows
-from mattekit.trimap import FOREGROUND, UNKNOWN
+from mattekit.models.classical import ClassicalSolver
 
 #: pymatting's KNN matting settings (``knn_laplacian``'s defaults): (neighbours, position weight) of each
 #: search.
@@ -44,7 +44,7 @@ KNN_MEMORY = (60.0, 1600.0)
 
 class KnnSystem:
     """The system (D − S)_UU α_U = S_UK α_K of one image, built from boolean masks (H, W) of its known and
-    known-foreground pixels; :meth:`alpha` solves it once, :meth:`window` reads a window of that."""
+    known-foreground pixels."""
 
     def __init__(self, image: np.ndarray, known: np.ndarray, foreground: np.ndarray) -> None:
         self.known, self.foreground = known, foreground
@@ -73,23 +73,15 @@ class KnnSystem:
         # D − S_UU; float32 holds its small integer counts exactly.
         links = sp.csr_matrix((np.full(row.size, -1.0, dtype=np.float32), (row, col)), (degree.size,) * 2)
         self.matrix = (links + sp.diags(degree.astype(np.float32))).tocsr()
-        self._alpha: np.ndarray | None = None
 
     def alpha(self) -> np.ndarray:
-        """Alpha (H, W) float32 of the whole image: conjugate gradient, Jacobi-preconditioned, as pymatting
-        solves its KNN system (relative residual 1e-7)."""
-        if self._alpha is None:
-            pymatting = import_pymatting()
-            solution = pymatting.cg(self.matrix, self.rhs, M=pymatting.jacobi(self.matrix))
-            alpha = self.foreground.astype(np.float64).ravel()
-            alpha[self.unknown_pixels] = solution
-            self._alpha = np.clip(alpha, 0.0, 1.0).reshape(self.known.shape).astype(np.float32)
-        return self._alpha
-
-    def window(self, box: tuple[int, int, int, int], previous: np.ndarray | None = None) -> np.ndarray:
-        """Alpha of the window ``box`` = (top, bottom, left, right): the whole image's, whatever pass."""
-        top, bottom, left, right = box
-        return self.alpha()[top:bottom, left:right]
+        """Alpha (H, W) of the whole image: conjugate gradient, Jacobi-preconditioned, as pymatting solves
+        its KNN system (relative residual 1e-7)."""
+        pymatting = import_pymatting()
+        solution = pymatting.cg(self.matrix, self.rhs, M=pymatting.jacobi(self.matrix))
+        alpha = self.foreground.astype(np.float64).ravel()
+        alpha[self.unknown_pixels] = solution
+        return alpha.reshape(self.known.shape)
 
 
 def _links(image: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -136,11 +128,10 @@ class KnnMatting(ClassicalSolver):
         return KNN_MEMORY[0] + 4 + unknown * KNN_MEMORY[1]
 
     def window_solver(self, image: np.ndarray, trimap: np.ndarray) -> WindowSolver:
-        degenerate = degenerate_windows(trimap)
-        if degenerate is not None:
-            return degenerate
-        known = trimap != UNKNOWN
-        return KnnSystem(image.astype(np.float64), known, trimap == FOREGROUND).window
+        # A window's rows couple to neighbours anywhere in the image, so its share of the system is all of
+        # it: the tiles read one whole-image solve (docs/engine.md, "KNN matting in one system").
+        alpha = self._infer_one(image, trimap)
+        return lambda box, _: alpha[box[0] : box[1], box[2] : box[3]]
 
 
 def knn(**_: object) -> KnnMatting:
