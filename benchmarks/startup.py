@@ -36,7 +36,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MATTEKIT_SHARED", ROOT.parent / "shared"))
 DEV = SHARED / "data" / "alphamatting-dev"
 
-#: pymatting's function for each pymatting solver of the registry (mattekit.models.classical).
+#: pymatting's function for each pymatting solver of the registry (mattekit.models.classical).  Three
+#: of them now solve the same system differently (KNN and learning-based eliminate the known pixels,
+#: random walk converges to 1e-10): their rows compare the CLI with a script that does other work.
 SOLVERS = {
     "closed-form": "estimate_alpha_cf",
     "knn": "estimate_alpha_knn",
