@@ -386,7 +386,8 @@ def test_a_held_system_with_the_trimap_s_values_is_the_solver_s_own(name: str, d
     # own 1e-7 answer at one pixel of this crop.
     tolerance = {"cg_kwargs": {"rtol": RANDOM_WALK_RTOL}} if name == "random-walk" else {}
     solved = np.clip(estimate(image.astype(np.float64), trimap / 255.0, **tolerance), 0, 1)
-    held = model.infer_held(image, known, (trimap == FOREGROUND).astype(np.float64))
+    # pymatting clips its answer; a held solver returns its raw solution (the next test says why).
+    held = np.clip(model.infer_held(image, known, (trimap == FOREGROUND).astype(np.float64)), 0, 1)
     assert np.abs(held - solved)[~known].max() < 1e-3
     ring = np.zeros(known.shape, dtype=bool)
     ring[[0, -1], :] = ring[:, [0, -1]] = True
@@ -394,3 +395,27 @@ def test_a_held_system_with_the_trimap_s_values_is_the_solver_s_own(name: str, d
     fractional = model.infer_held(image, known | ring, value)
     own = np.abs(model.infer(image[None], trimap[None])[0] - (trimap == FOREGROUND))[known].max()
     assert np.abs(fractional - value)[ring & ~known].max() < 0.02 + 1.5 * own
+
+
+def test_a_window_held_at_the_raw_solution_is_the_whole_solve(dev_dir: Path) -> None:
+    """Closed-form overshoots [0, 1] (GT02 Trimap1 at half size: -0.32 to 1.39), and the whole image's
+    system couples a window to those values: a window around the largest overshoot, its ring held at the
+    whole solve's raw alpha, gives the whole solve back (0.0/255 measured); held at the clipped alpha, 51/255
+    off.  So held solvers return raw alphas, and the engine clips only the stitched result."""
+    data, _ = half_size(dev_dir, "GT02", "Trimap1")
+    assert data.trimap is not None
+    model = create_model("closed-form")
+    raw = model.infer(data.image[None], data.trimap[None])[0]
+    assert raw.min() < -0.1 and raw.max() > 1.1
+    known = data.trimap != UNKNOWN
+    y, x = np.unravel_index(np.argmax(np.where(known, 0, np.abs(raw - 0.5))), raw.shape)
+    box = slice(max(y - 50, 0), y + 50), slice(max(x - 50, 0), x + 50)
+    ring = np.ones(known[box].shape, dtype=bool)
+    ring[model.held_ring : -model.held_ring, model.held_ring : -model.held_ring] = False
+    solved = ~(known[box] | ring)
+    off = {}
+    for name, alpha in (("raw", raw), ("clipped", np.clip(raw, 0, 1))):
+        value = np.where(known, data.trimap == FOREGROUND, alpha)[box]
+        window = model.infer_held(data.image[box], known[box] | ring, value)
+        off[name] = np.abs(window - raw[box])[solved].max()
+    assert off["raw"] < 1e-3 / 255 and off["clipped"] > 20 / 255, off

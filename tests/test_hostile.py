@@ -168,7 +168,7 @@ def test_batch_goes_on_past_every_kind_of_item_failure(tmp_path: Path, capsys, m
     assert "a folder of that name is in the way" in err  # b
     assert "permission denied" in err  # c
     assert "no space left on the device" in err  # d
-    assert "estimate_alpha_lkm cannot matte this 3x3 input" in err  # the solver's bare AssertionError
+    assert "large_kernel_alpha cannot matte this 3x3 input" in err  # the solver's bare AssertionError
     assert sorted(p.name for p in out.iterdir()) == ["a_alpha.png", "b_alpha.png", "e_alpha.png"]
     assert (out / "b_alpha.png").is_dir() and not list(out.glob(".*"))  # no temporary file left
     assert _snapshot(folder) == inputs

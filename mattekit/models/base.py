@@ -58,9 +58,10 @@ class MattingModel(ABC):
 
     Inputs and outputs are batches of numpy arrays in mattekit's conventions: ``images`` float32
     (B, H, W, 3) RGB in [0, 1]; ``trimaps`` uint8 (B, H, W) with values 0/128/255 (or None for a
-    trimap-free model run without one); the result is float32 (B, H, W) in [0, 1].  The caller has
-    already padded the inputs as ``requirements`` asks and overwrites known regions afterwards, so
-    ``infer`` returns the model's raw output.
+    trimap-free model run without one); the result is float32 (B, H, W) in [0, 1], or a little past it
+    for models that set ``held_ring`` (their raw solution, see there).  The caller has already padded
+    the inputs as ``requirements`` asks, overwrites known regions and clips afterwards, so ``infer``
+    returns the model's raw output.
     """
 
     requirements: ClassVar[Requirements] = Requirements()
@@ -94,6 +95,9 @@ class MattingModel(ABC):
     #: For solvers with local affinities: the width of the ring of pixels around a window that the passes
     #: after the first hold at the previous pass's alpha (:meth:`infer_held`), at least how far the
     #: model's affinities reach, so that the window's rows are those of the whole image's system.
+    #: Such models return their solution unclipped from :meth:`infer` and :meth:`infer_held`: where it
+    #: overshoots [0, 1], the whole image's system couples a window to the overshooting values, and a
+    #: ring held at clipped ones moved a closed-form tile by up to 13/255 (docs/engine.md, "Held rings").
     #: 0: the model has no such passes.
     held_ring: int = 0
 
@@ -136,8 +140,8 @@ class MattingModel(ABC):
 
     def infer_held(self, image: np.ndarray, known: np.ndarray, value: np.ndarray) -> np.ndarray:
         """Raw alpha (H, W) of one unpadded ``image`` (H, W, 3) whose ``known`` pixels (H, W) bool are held
-        at ``value`` (H, W) in [0, 1], fractional ones included: the engine holds a window's surrounding
-        ring at the previous pass's alpha this way (``held_ring``)."""
+        at ``value`` (H, W), fractional ones included (and, unclipped, a little past [0, 1]): the engine
+        holds a window's surrounding ring at the previous pass's alpha this way (``held_ring``)."""
         raise NotImplementedError(f"{type(self).__name__} sets `held_ring` but not infer_held")
 
     def infer_context(

@@ -25,10 +25,6 @@ from mattekit.trimap import BACKGROUND, FOREGROUND, UNKNOWN
 
 Solver = Callable[..., np.ndarray]
 
-
-def _pymatting(function: str) -> Solver:
-    return getattr(import_pymatting(), function)
-
 _CLASSICAL = Requirements(trimap=True)
 
 
@@ -49,6 +45,7 @@ class ClassicalSolver(MattingModel):
         memory: tuple[float, float] = (4096.0, 0.0),
         held: tuple[Solver, int] | None = None,
     ) -> None:
+        import_pymatting()  # when the solver is built, as the module says, not inside its first solve
         self._solve = solve
         self._memory = memory
         # Local affinities: a second pass of tiles holds each window's surrounding ring at the first
@@ -79,7 +76,8 @@ class ClassicalSolver(MattingModel):
         return self._solved(self._held, image.astype(np.float64), known, value.astype(np.float64))
 
     def _solved(self, solve: Solver, image: np.ndarray, *args: np.ndarray) -> np.ndarray:
-        """``solve(image, *args)`` clipped to [0, 1] as float32, quietly, with its failures in
+        """``solve(image, *args)`` as float32, clipped to [0, 1] unless the solver holds rings (they
+        read each other's unclipped values, ``MattingModel.held_ring``), quietly, with its failures in
         one line.
 
         pymatting's incomplete Cholesky preconditioner print()s a "PERFORMANCE WARNING" when it falls back
@@ -99,7 +97,8 @@ class ClassicalSolver(MattingModel):
             detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             name = getattr(solve, "__name__", "the solver")
             raise MattekitError(f"{name} cannot matte this {width}x{height} input: {detail}") from None
-        return np.clip(alpha, 0.0, 1.0).reshape(image.shape[:2]).astype(np.float32)
+        alpha = alpha.reshape(image.shape[:2]).astype(np.float32)
+        return alpha if self._held is not None else np.clip(alpha, 0.0, 1.0)
 
 
 def degenerate_alpha(trimap: np.ndarray, known_fg: bool, known_bg: bool) -> np.ndarray:
@@ -158,14 +157,26 @@ closed_form_held = _eliminated(lambda image, known: import_pymatting().cf_laplac
 learning_based_held = _eliminated(lambda image, _: import_pymatting().lbdm_laplacian(image))
 
 
+def _on_trimap(held: Solver, image: np.ndarray, trimap: np.ndarray) -> np.ndarray:
+    """``held`` with the known pixels of a pymatting trimap (0 background, 1 foreground, anything between
+    unknown) held at 0 and 1."""
+    is_foreground, _, is_known, _ = import_pymatting().trimap_split(trimap, flatten=False)
+    return held(image, is_known, is_foreground.astype(np.float64))
+
+
+def closed_form_alpha(image: np.ndarray, trimap: np.ndarray) -> np.ndarray:
+    """Closed-form matting (Levin et al., TPAMI 2008): ``estimate_alpha_cf``'s system and solver, its
+    solution unclipped (``MattingModel.held_ring``)."""
+    return _on_trimap(closed_form_held, image, trimap)
+
+
 def learning_based_alpha(image: np.ndarray, trimap: np.ndarray) -> np.ndarray:
     """Learning-based digital matting (Zheng & Kambhamettu, ICCV 2009) on pymatting's Laplacian, with the
     known pixels eliminated rather than held by pymatting's penalty: its conjugate gradient stops at a
     residual relative to a right-hand side that the penalty fills with the known pixels, so the unknown
     ones were left unconverged (GT07 Trimap1 at 3x: 7.69 SAD from the converged alpha, one pixel 254/255
     off; eliminated, tiles and whole agree with it, docs/engine.md "Held rings")."""
-    is_foreground, _, is_known, _ = import_pymatting().trimap_split(trimap, flatten=False)
-    return learning_based_held(image, is_known, is_foreground.astype(np.float64))
+    return _on_trimap(learning_based_held, image, trimap)
 
 
 def _penalised(
@@ -207,8 +218,7 @@ def random_walk_held(image: np.ndarray, known: np.ndarray, value: np.ndarray) ->
 def random_walk_alpha(image: np.ndarray, trimap: np.ndarray) -> np.ndarray:
     """Random walks for interactive alpha-matting (Grady et al., VIIP 2005) as pymatting's
     ``estimate_alpha_rw`` builds it, solved to convergence (``RANDOM_WALK_RTOL``)."""
-    is_foreground, _, is_known, _ = import_pymatting().trimap_split(trimap, flatten=False)
-    return random_walk_held(image, is_known, is_foreground.astype(np.float64))
+    return _on_trimap(random_walk_held, image, trimap)
 
 
 def large_kernel_held(image: np.ndarray, known: np.ndarray, value: np.ndarray) -> np.ndarray:
@@ -219,16 +229,22 @@ def large_kernel_held(image: np.ndarray, known: np.ndarray, value: np.ndarray) -
     return _penalised(apply_laplacian, diagonal, known, value)
 
 
+def large_kernel_alpha(image: np.ndarray, trimap: np.ndarray) -> np.ndarray:
+    """Fast matting using large kernel matting Laplacian matrices (He et al., CVPR 2010):
+    ``estimate_alpha_lkm``'s system and solver, its solution unclipped (``MattingModel.held_ring``)."""
+    return _on_trimap(large_kernel_held, image, trimap)
+
+
 def closed_form(**_: object) -> MattingModel:
     # Measured peak growth: 529 B/px at 9.7 % unknown, 1407 at 49 % (the Laplacian is built only over
     # windows that touch an unknown pixel, and its incomplete Cholesky factor covers the unknown pixels).
     # Its 3x3 windows couple pixels up to 2 px apart.
-    return ClassicalSolver(_pymatting("estimate_alpha_cf"), (350, 2200), held=(closed_form_held, 2))
+    return ClassicalSolver(closed_form_alpha, (350, 2200), held=(closed_form_held, 2))
 
 
 def large_kernel(**_: object) -> MattingModel:
     # Its kernel of radius 10 couples pixels up to 20 px apart.
-    return ClassicalSolver(_pymatting("estimate_alpha_lkm"), (480, 0), held=(large_kernel_held, 20))
+    return ClassicalSolver(large_kernel_alpha, (480, 0), held=(large_kernel_held, 20))
 
 
 def random_walk(**_: object) -> MattingModel:
