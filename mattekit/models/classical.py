@@ -147,7 +147,10 @@ def _eliminated(laplacian: Callable[[np.ndarray, np.ndarray], Any]) -> Solver:
         unknown_rows = matrix[~is_known]
         system = unknown_rows[:, ~is_known]
         rhs = -unknown_rows[:, is_known].dot(alpha[is_known])
-        alpha[~is_known] = pymatting.cg(system, rhs, M=pymatting.ichol(system))
+        # Started at ``value`` (the previous pass's alpha in a held window, 0 in a whole pass as in
+        # pymatting): the stopping rule is relative to the right-hand side, so the start changes only
+        # how many steps it takes.
+        alpha[~is_known] = pymatting.cg(system, rhs, x0=alpha[~is_known], M=pymatting.ichol(system))
         return alpha
 
     return held
@@ -194,7 +197,8 @@ def _penalised(
     size = inverse.size
     system = LinearOperator((size, size), matvec=lambda x: apply_laplacian(x) + weight * x, dtype=np.float64)
     jacobi = LinearOperator((size, size), matvec=lambda x: inverse * x, dtype=np.float64)
-    solution, info = cg(system, weight * value.ravel(), rtol=rtol, maxiter=10_000, M=jacobi)
+    # Started at ``value``, as the eliminated form is (``_eliminated``).
+    solution, info = cg(system, weight * value.ravel(), x0=value.ravel(), rtol=rtol, maxiter=10_000, M=jacobi)
     if info < 0:
         raise MattekitError(f"the conjugate gradient broke down (code {info})")
     return solution
