@@ -277,12 +277,13 @@ PHOTOS = tuple(f"GT0{i}" for i in range(1, 10))
 FIRST_PHOTOS = ("GT04", "GT07")
 
 
-def sweep_cases(models: list[str], photos: list[str], size: str) -> list[dict]:
+def sweep_cases(models: list[str], photos: list[str], size: str,
+                trimaps: tuple[str, ...] = ("trimap1", "trimap2")) -> list[dict]:
     """Issue 9's cases in order of value: the default model on every photo and trimap, then each other
-    model on ``FIRST_PHOTOS`` with both trimaps, then each other model on the remaining photos."""
+    model on ``FIRST_PHOTOS`` with each of ``trimaps``, then each other model on the remaining photos."""
     def cases(model: str, chosen: list[str]) -> list[dict]:
         return [{"model": model, "photo": photo, "size": size, "trimap": kind}
-                for photo in chosen for kind in ("trimap1", "trimap2")]
+                for photo in chosen for kind in trimaps]
 
     first = [p for p in FIRST_PHOTOS if p in photos]
     others = [m for m in models if m != DEFAULT]
@@ -294,12 +295,13 @@ def sweep_cases(models: list[str], photos: list[str], size: str) -> list[dict]:
 
 def command_sweep(args: argparse.Namespace) -> None:
     """Whole, auto and forced tiles of each case side by side, each in its own process, appended to --out
-    (cases already there are skipped, so a sweep resumes).  Auto is run only when its plan tiles: when it
-    plans one pass, it is the whole run (the row says so, with the estimate)."""
+    (cases already there are skipped, so a sweep resumes).  Auto is run only when its plan is neither: when
+    it plans one pass it is the whole run, when it plans the forced tiles' windows it is the tiled run
+    (the row says so, with the estimate)."""
     results = json.loads(args.out.read_text()) if args.out.exists() else []
     done = {_sweep_key(r) for r in results}
     deadline = time.time() + args.minutes * 60 if args.minutes else None
-    todo = sweep_cases(args.models, args.photos, args.size)
+    todo = sweep_cases(args.models, args.photos, args.size, tuple(args.trimaps))
     todo += [{"model": DEFAULT, "photo": args.big_photo, "size": "6000", "trimap": "trimap1",
               "strategies": ["tiled"]}] if args.big else []
     for base in todo:
@@ -311,9 +313,11 @@ def command_sweep(args: argparse.Namespace) -> None:
             if deadline is not None and time.time() > deadline:
                 print(f"stopped at the {args.minutes} min limit before {_sweep_key(case)}", flush=True)
                 return
-            if strategy == "auto" and (how := _auto_plan(case)) is not None and how.grid is None:
-                result = {**case, "decision": "whole", "planned_gb": round(how.estimated_peak / 1e9, 2),
-                          "same_as": "whole", "load_before": round(os.getloadavg()[0], 2)}
+            same_as = _auto_same_as(case) if strategy == "auto" else None
+            if same_as is not None:
+                run, how = same_as
+                result = {**case, "decision": run, "planned_gb": round(how.estimated_peak / 1e9, 2),
+                          "same_as": run, "load_before": round(os.getloadavg()[0], 2)}
                 print(json.dumps(result), flush=True)
             else:
                 result = _measure(case, args.timeout)
@@ -326,12 +330,23 @@ def _sweep_key(case: dict) -> str:
     return "/".join(str(case.get(k)) for k in ("model", "photo", "size", "trimap", "strategy"))
 
 
-def _auto_plan(case: dict) -> Plan | None:
-    """What ``--tile auto`` plans for ``case`` in this process (the budget: half the RAM free now)."""
+def _auto_same_as(case: dict) -> tuple[str, Plan] | None:
+    """("whole", plan) when ``--tile auto`` plans one pass for ``case`` in this process (the budget: half
+    the RAM free now), ("tiled", plan) when it plans the windows that ``--tile on`` plans, else None."""
     image_path, trimap_path = prepare(case["photo"], case["size"], case["trimap"])
     model = build_model(case["model"], "cpu")
     data = load_input(image_path, trimap_path)
-    return plan(model, *data.image.shape[:2], data.trimap, TileOptions())
+    height, width = data.image.shape[:2]
+    auto, forced = (plan(model, height, width, data.trimap, TileOptions(tile=t)) for t in ("auto", "on"))
+    if auto.grid is None:
+        return "whole", auto
+    return ("tiled", auto) if _windows(auto) == _windows(forced) else None
+
+
+def _windows(how: Plan) -> tuple:
+    """What a tiled plan runs: its tiles' windows, those short of context, the batch."""
+    assert how.grid is not None
+    return [t.window for t in how.grid.run], [t.window for t in how.grid.short], how.batch, how.max_side
 
 
 def command_sweep_table(args: argparse.Namespace) -> None:
@@ -346,8 +361,8 @@ def command_sweep_table(args: argparse.Namespace) -> None:
     print("| --- | --- | --- | --- | --- | --- | --- | --- | ---: | ---: | ---: | --- | --- |")
     for (model, photo, size, kind), by in rows.items():
         whole, auto, tiled = (by.get(k, {}) for k in ("whole", "auto", "tiled"))
-        if auto.get("same_as") == "whole":
-            auto = {**whole, "decision": "whole", "same_as": "whole"}
+        if auto.get("same_as") in ("whole", "tiled"):
+            auto = {**by.get(auto["same_as"], {}), "decision": auto["same_as"], "same_as": auto["same_as"]}
 
         def cell(key: str, runs: tuple[dict, ...] = (whole, auto, tiled)) -> str:
             missing = {r_id: r.get("failed", "—") if key == "seconds" else "—" for r_id, r in enumerate(runs)}
@@ -356,7 +371,7 @@ def command_sweep_table(args: argparse.Namespace) -> None:
         unknown = next((r["unknown"] for r in (whole, auto, tiled) if "unknown" in r), None)
         ratio = ("—" if "sad_vs_truth" not in tiled or not whole.get("sad_vs_truth")
                  else f"{tiled['sad_vs_truth'] / whole['sad_vs_truth']:.3f}")
-        decision = auto.get("decision", "—") + (" (= whole run)" if auto.get("same_as") else "")
+        decision = auto.get("decision", "—") + (f" (= {auto['same_as']} run)" if auto.get("same_as") else "")
         loads = [f"{r['load_before']}" for r in (whole, auto, tiled) if "load_before" in r]
         tiles = f"{tiled['tiles_run']} / {tiled['short_of_context']}" if "tiles_run" in tiled else "—"
         row = [model, photo, size, f"{kind} ({unknown:.0%})" if unknown is not None else kind, decision,
@@ -569,7 +584,8 @@ def main() -> None:
     sweep_parser.add_argument("--models", nargs="+", default=list(SWEEP_MODELS))
     sweep_parser.add_argument("--photos", nargs="*", default=list(PHOTOS), help="none: only --big")
     sweep_parser.add_argument("--size", default="3x")
-    sweep_parser.add_argument("--strategies", nargs="+", default=["whole", "auto", "tiled"])
+    sweep_parser.add_argument("--trimaps", nargs="+", default=["trimap1", "trimap2"])
+    sweep_parser.add_argument("--strategies", nargs="+", default=["whole", "tiled", "auto"])
     sweep_parser.add_argument("--big", action="store_true",
                               help="also the default model at 6000 x 6000, forced tiles")
     sweep_parser.add_argument("--big-photo", default="GT01")
