@@ -344,7 +344,7 @@ def _auto_same_as(case: dict) -> tuple[str, Plan] | None:
 
 
 def _windows(how: Plan) -> tuple:
-    """What a tiled plan runs: its tiles' windows, those short of context, the batch."""
+    """What a tiled plan runs: its windows, those short of context, the batch, the largest window."""
     assert how.grid is not None
     return [t.window for t in how.grid.run], [t.window for t in how.grid.short], how.batch, how.max_side
 
