@@ -153,6 +153,17 @@ def test_windows_grow_around_the_unknown_pixels_until_both_known_classes_are_in(
     np.testing.assert_allclose(alpha, run_model(TrimapPerPixel(), data, TileOptions(tile="off")), atol=1e-6)
 
 
+def test_a_growth_step_the_alignment_absorbs_does_not_stop_a_window_short() -> None:
+    trimap = np.full((300, 300), UNKNOWN, dtype=np.uint8)
+    trimap[:, :12], trimap[:, -12:] = FOREGROUND, BACKGROUND
+    # This corner tile's focus grown by 16 and by 32 px is the same window (its start aligned down to
+    # 192, its end the image's); grown on, it reaches the foreground 290 px away.
+    tiles = grid(300, 300, 64, 16, trimap, margin=16)
+    corner = [t for t in tiles.run if t.focus[1] == 300 and t.focus[3] == 288]
+    assert corner and not tiles.short
+    assert all(t.window[2] == 0 for t in corner)
+
+
 def test_windows_stop_growing_at_the_largest_side_that_fits() -> None:
     trimap = np.full((300, 300), BACKGROUND, dtype=np.uint8)
     trimap[:, 240:] = FOREGROUND

@@ -221,29 +221,27 @@ def _context_window(
     its open edge (it is not short of context for that: the coarse guide is for missing known classes)."""
     growth = margin
     window = _grown(focus, growth, trimap.shape, max_side)
-    while not (enough := _holds(trimap, window, need)):
+    # Grown until no growth changes it: one step may not (the window's start is aligned down, its end at
+    # the image's), while a bigger one still would.
+    largest = _grown(focus, max(trimap.shape), trimap.shape, max_side)
+    while not (enough := _holds(trimap, window, need)) and window != largest:
         growth = max(2 * growth, 16)
-        bigger = _grown(focus, growth, trimap.shape, max_side)
-        if bigger == window:
-            break
-        window = bigger
+        window = _grown(focus, growth, trimap.shape, max_side)
     # ``max_side`` holds a window of unknown pixels only; one still short of a known class grows on while
     # the model's estimate for its own unknown share fits (``fits(height, width, unknown)``), in steps of
     # a quarter: doubling from a capped window jumped to the whole image, which did not fit, and left
     # windows short that a window between the two would have served (GT01 at 6000², 5 short windows).
-    while not enough and fits is not None:
-        growth = round(growth * BEYOND_CAP_STEP)
+    whole = (0, trimap.shape[0], 0, trimap.shape[1])
+    while not enough and fits is not None and window != whole:
+        growth = max(round(growth * BEYOND_CAP_STEP), growth + 1)  # a margin of 0 or 2 must grow too
         bigger = _grown(focus, growth, trimap.shape, max(trimap.shape))
-        if bigger == window or not fits(*_size(bigger), _unknown_share(trimap, bigger)):
+        if not fits(*_size(bigger), _unknown_share(trimap, bigger)):
             break
         window = bigger
         enough = _holds(trimap, window, need)
-    while _open_border(trimap, window) > MAX_OPEN_BORDER and growth < reach:
+    while _open_border(trimap, window) > MAX_OPEN_BORDER and growth < reach and window != largest:
         growth = min(max(2 * growth, 16), reach)
-        bigger = _grown(focus, growth, trimap.shape, max_side)
-        if bigger == window:
-            break
-        window = bigger
+        window = _grown(focus, growth, trimap.shape, max_side)
     return window, enough
 
 
