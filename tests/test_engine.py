@@ -164,6 +164,34 @@ def test_a_growth_step_the_alignment_absorbs_does_not_stop_a_window_short() -> N
     assert all(t.window[2] == 0 for t in corner)
 
 
+class HeldPerPixel(TrimapPerPixel):
+    """A per-pixel model solved in two passes with a held ring, counting its held solves."""
+
+    held_ring, window_passes = 2, 2
+
+    def infer_held(self, image: np.ndarray, known: np.ndarray, value: np.ndarray) -> np.ndarray:
+        self.calls.append(image.shape)
+        return np.where(known, value, image @ np.array([0.2, 0.5, 0.3], dtype=np.float32))
+
+
+def test_tiles_whose_windows_grew_to_the_same_box_share_one_solve() -> None:
+    trimap = np.full((300, 300), UNKNOWN, dtype=np.uint8)
+    trimap[:, :12], trimap[:, -12:] = FOREGROUND, BACKGROUND  # the known classes only at the far edges
+    data = MattingInput(random_image(300, 300), trimap)
+    options = TileOptions(tile="on", tile_size=64, overlap=16)
+    tiles = plan(HeldPerPixel(), 300, 300, trimap, options).grid
+    assert tiles is not None
+    short = set(tiles.short)
+    solves = len({t.window for t in tiles.run if t not in short}) + len(short)
+    assert solves < len(tiles.run) / 3  # windows grown across the image to reach both classes
+    model = HeldPerPixel()
+    alpha = run_model(model, data, options)
+    held_solves = solves - len(short)  # a short window keeps its guided answer in the held pass
+    guide = 1 if short else 0  # one coarse whole-image call guides the short windows
+    assert sum(shape[0] if len(shape) == 4 else 1 for shape in model.calls) == guide + solves + held_solves
+    np.testing.assert_allclose(alpha, run_model(HeldPerPixel(), data, TileOptions(tile="off")), atol=1e-6)
+
+
 def test_windows_stop_growing_at_the_largest_side_that_fits() -> None:
     trimap = np.full((300, 300), BACKGROUND, dtype=np.uint8)
     trimap[:, 240:] = FOREGROUND

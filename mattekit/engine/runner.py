@@ -8,7 +8,7 @@ import numpy as np
 
 from mattekit.engine.context import TileContext
 from mattekit.engine.planner import Plan
-from mattekit.engine.tiling import Tile, TileGrid, gather
+from mattekit.engine.tiling import Box, Tile, TileGrid, gather
 from mattekit.models.base import MattingModel, Requirements, WindowSolver
 from mattekit.trimap import BACKGROUND, FOREGROUND, UNKNOWN
 
@@ -66,8 +66,9 @@ def run_tiled(
     guide = None
     if short and trimap is not None:
         guide = _coarse_guide(model, image, trimap, tile_plan.max_side)
+    shared = _shared_windows(tile_grid)
     done = 0
-    for chunk in _batches(tile_grid.run, tile_plan.batch):
+    for chunk in _batches(list(shared), tile_plan.batch):
         images, trimaps = _gather(image, trimap, chunk, requirements)
         if guide is not None and trimaps is not None:
             for i, tile in enumerate(chunk):
@@ -79,13 +80,14 @@ def run_tiled(
         else:
             context = TileContext(pool.images, pool.trimaps, pool.boxes, _boxes(chunk))
             raw = model.infer_context(images, trimaps, context)
-        for i, tile in enumerate(chunk):
-            top, bottom, left, right = tile.focus
-            focus = _focus(raw[i], tile, requirements)
-            if guide is not None and tile in short and trimaps is not None and not _has_both(trimaps[i]):
-                focus = guide[top:bottom, left:right]  # still one-sided: the coarse alpha is the answer
-            alpha[top:bottom, left:right] += tile_grid.weights(tile, tile.focus) * focus
-        done += len(chunk)
+        for i, solved in enumerate(chunk):
+            for tile in shared[solved]:
+                top, bottom, left, right = tile.focus
+                focus = _focus(raw[i], tile, requirements)
+                if guide is not None and tile in short and trimaps is not None and not _has_both(trimaps[i]):
+                    focus = guide[top:bottom, left:right]  # still one-sided: the coarse alpha is the answer
+                alpha[top:bottom, left:right] += tile_grid.weights(tile, tile.focus) * focus
+            done += len(shared[solved])
         if progress is not None:
             progress(done, passes * len(tile_grid.run))
     for index in range(1, passes):
@@ -102,27 +104,34 @@ def _held_pass(
     around it held at the ``previous`` pass's stitched alpha (right at every unknown pixel), so that a
     window's edges carry what the rest of the image says (additive Schwarz, docs/engine.md "Held
     rings").  A window short of a known class keeps its guided answer."""
-    ring, (height, width) = model.held_ring, trimap.shape
     alpha = np.zeros_like(previous)
     short = set(tile_grid.short)
-    for tile in tile_grid.run:
-        top, bottom, left, right = tile.focus
-        weights = tile_grid.weights(tile, tile.focus)
-        if tile in short:
-            alpha[top:bottom, left:right] += weights * previous[top:bottom, left:right]
-            continue
-        inner = tile.window
-        outer = (max(inner[0] - ring, 0), min(inner[1] + ring, height),
-                 max(inner[2] - ring, 0), min(inner[3] + ring, width))
-        rows, cols = slice(outer[0], outer[1]), slice(outer[2], outer[3])
-        known = trimap[rows, cols] != UNKNOWN
-        value = np.where(known, trimap[rows, cols] == FOREGROUND, previous[rows, cols])
-        held = np.ones(known.shape, dtype=bool)  # the ring: outside the window
-        held[inner[0] - outer[0] : inner[1] - outer[0], inner[2] - outer[2] : inner[3] - outer[2]] = False
-        solved = model.infer_held(image[rows, cols], known | held, value)
-        alpha[top:bottom, left:right] += weights * solved[top - outer[0] : bottom - outer[0],
-                                                          left - outer[2] : right - outer[2]]
+    for solved, tiles in _shared_windows(tile_grid).items():
+        if solved in short:
+            answer, (row, col) = previous, (0, 0)
+        else:
+            answer, (row, col) = _held_solve(model, image, trimap, solved.window, previous)
+        for tile in tiles:
+            top, bottom, left, right = tile.focus
+            focus = answer[top - row : bottom - row, left - col : right - col]
+            alpha[top:bottom, left:right] += tile_grid.weights(tile, tile.focus) * focus
     return alpha
+
+
+def _held_solve(
+    model: MattingModel, image: np.ndarray, trimap: np.ndarray, window: Box, previous: np.ndarray
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """The model's alpha of ``window`` grown by its held ring, the ring's unknown pixels held at
+    ``previous``; with the image position of its first pixel."""
+    ring, (height, width) = model.held_ring, trimap.shape
+    outer = (max(window[0] - ring, 0), min(window[1] + ring, height),
+             max(window[2] - ring, 0), min(window[3] + ring, width))
+    rows, cols = slice(outer[0], outer[1]), slice(outer[2], outer[3])
+    known = trimap[rows, cols] != UNKNOWN
+    value = np.where(known, trimap[rows, cols] == FOREGROUND, previous[rows, cols])
+    held = np.ones(known.shape, dtype=bool)  # the ring: outside the window
+    held[window[0] - outer[0] : window[1] - outer[0], window[2] - outer[2] : window[3] - outer[2]] = False
+    return model.infer_held(image[rows, cols], known | held, value), (outer[0], outer[2])
 
 
 def _solve_windows(
@@ -135,17 +144,32 @@ def _solve_windows(
 ) -> np.ndarray:
     """``alpha`` (zeros) stitched from the windows a window solver mattes, ``passes`` times over, each pass
     given the previous one's stitched alpha (right at every unknown pixel, which is all a solver reads)."""
-    previous, count = None, len(tile_grid.run)
+    previous, count, shared = None, len(tile_grid.run), _shared_windows(tile_grid)
     for index in range(passes):
         if index:
             previous, alpha = alpha, np.zeros_like(alpha)
-        for done, tile in enumerate(tile_grid.run, 1):
-            top, bottom, left, right = tile.focus
-            window = _focus(solver(tile.window, previous), tile, requirements)
-            alpha[top:bottom, left:right] += tile_grid.weights(tile, tile.focus) * window
+        done = 0
+        for solved, tiles in shared.items():
+            window = solver(solved.window, previous)
+            for tile in tiles:
+                top, bottom, left, right = tile.focus
+                alpha[top:bottom, left:right] += tile_grid.weights(tile, tile.focus) * _focus(
+                    window, tile, requirements)
+            done += len(tiles)
             if progress is not None:
                 progress(index * count + done, passes * count)
     return alpha
+
+
+def _shared_windows(tile_grid: TileGrid) -> dict[Tile, list[Tile]]:
+    """The tiles that run, grouped under the first of each group: tiles whose windows are the same box
+    (short windows grown to the whole image, say) get the same answer from one solve, read at each
+    tile's focus.  A tile short of context is its own group: its window's trimap is guided at its focus."""
+    short = set(tile_grid.short)
+    groups: dict[object, list[Tile]] = {}
+    for tile in tile_grid.run:
+        groups.setdefault(tile if tile in short else tile.window, []).append(tile)
+    return {tiles[0]: tiles for tiles in groups.values()}
 
 
 def _focus(window_alpha: np.ndarray, tile: Tile, requirements: Requirements) -> np.ndarray:
