@@ -91,22 +91,28 @@ def run_tiled(
         if progress is not None:
             progress(done, passes * len(tile_grid.run))
     for index in range(1, passes):
-        alpha = _held_pass(model, image, trimap, tile_grid, alpha)
+        alpha = _held_pass(model, image, trimap, tile_grid, shared, alpha)
         if progress is not None:
             progress((index + 1) * len(tile_grid.run), passes * len(tile_grid.run))
     return alpha
 
 
 def _held_pass(
-    model: MattingModel, image: np.ndarray, trimap: np.ndarray, tile_grid: TileGrid, previous: np.ndarray
+    model: MattingModel,
+    image: np.ndarray,
+    trimap: np.ndarray,
+    tile_grid: TileGrid,
+    shared: dict[Tile, list[Tile]],
+    previous: np.ndarray,
 ) -> np.ndarray:
     """The tiles solved again, each window with the unknown pixels in a ring of ``model.held_ring`` px
     around it held at the ``previous`` pass's stitched alpha (right at every unknown pixel), so that a
     window's edges carry what the rest of the image says (additive Schwarz, docs/engine.md "Held
-    rings").  A window short of a known class keeps its guided answer."""
+    rings").  Tiles that ``shared`` groups under one window share its solve; a window short of a known
+    class keeps its guided answer."""
     alpha = np.zeros_like(previous)
     short = set(tile_grid.short)
-    for solved, tiles in _shared_windows(tile_grid).items():
+    for solved, tiles in shared.items():
         if solved in short:
             answer, (row, col) = previous, (0, 0)
         else:
