@@ -82,11 +82,11 @@ def run_tiled(
             raw = model.infer_context(images, trimaps, context)
         for i, solved in enumerate(chunk):
             for tile in shared[solved]:
-                top, bottom, left, right = tile.focus
                 focus = _focus(raw[i], tile, requirements)
                 if guide is not None and tile in short and trimaps is not None and not _has_both(trimaps[i]):
+                    top, bottom, left, right = tile.focus
                     focus = guide[top:bottom, left:right]  # still one-sided: the coarse alpha is the answer
-                alpha[top:bottom, left:right] += tile_grid.weights(tile, tile.focus) * focus
+                _blend(alpha, tile_grid, tile, focus)
             done += len(shared[solved])
         if progress is not None:
             progress(done, passes * len(tile_grid.run))
@@ -119,8 +119,7 @@ def _held_pass(
             answer, (row, col) = _held_solve(model, image, trimap, solved.window, previous)
         for tile in tiles:
             top, bottom, left, right = tile.focus
-            focus = answer[top - row : bottom - row, left - col : right - col]
-            alpha[top:bottom, left:right] += tile_grid.weights(tile, tile.focus) * focus
+            _blend(alpha, tile_grid, tile, answer[top - row : bottom - row, left - col : right - col])
     return alpha
 
 
@@ -158,9 +157,7 @@ def _solve_windows(
         for solved, tiles in shared.items():
             window = solver(solved.window, previous)
             for tile in tiles:
-                top, bottom, left, right = tile.focus
-                alpha[top:bottom, left:right] += tile_grid.weights(tile, tile.focus) * _focus(
-                    window, tile, requirements)
+                _blend(alpha, tile_grid, tile, _focus(window, tile, requirements))
             done += len(tiles)
             if progress is not None:
                 progress(index * count + done, passes * count)
@@ -176,6 +173,12 @@ def _shared_windows(tile_grid: TileGrid) -> dict[Tile, list[Tile]]:
     for tile in tile_grid.run:
         groups.setdefault(tile if tile in short else tile.window, []).append(tile)
     return {tiles[0]: tiles for tiles in groups.values()}
+
+
+def _blend(alpha: np.ndarray, tile_grid: TileGrid, tile: Tile, focus: np.ndarray) -> None:
+    """Add a tile's alpha over its focus into the stitched ``alpha``, weighted for the linear blend."""
+    top, bottom, left, right = tile.focus
+    alpha[top:bottom, left:right] += tile_grid.weights(tile, tile.focus) * focus
 
 
 def _focus(window_alpha: np.ndarray, tile: Tile, requirements: Requirements) -> np.ndarray:
