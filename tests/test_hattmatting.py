@@ -159,9 +159,10 @@ def test_predict_cli_without_and_with_trimap(
     assert free.shape == (CROP, CROP)
     assert np.abs(free - expected).max() <= 0.5 / 255 + 1e-6  # the 8-bit rounding only
     assert expected.std() > 0.01
-    # The trimap does not reach the network: it only fixes the known regions.
+    # The trimap does not reach the network: it only fixes the known regions.  Compared with the network's
+    # own alpha, as above: two runs' float noise can round a value on an 8-bit boundary either way.
     unknown = trimap == UNKNOWN
-    assert np.array_equal(fixed[unknown], free[unknown])
+    assert np.abs(fixed[unknown] - expected[unknown]).max() <= 0.5 / 255 + 1e-6
     assert (fixed[trimap == FOREGROUND] == 1).all() and (fixed[trimap == BACKGROUND] == 0).all()
 
 
