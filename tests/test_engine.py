@@ -124,7 +124,8 @@ def test_tiles_without_unknown_pixels_are_not_run() -> None:
     tiles = grid(256, 640, 64, 16, trimap)
     run_cols = {t.col for t in tiles.run}
     assert run_cols == {0} and len(tiles.skipped) == len(tiles.run) * (len(tiles.cols.starts) - 1)
-    assert sum(shape[0] for shape in model.calls) == len(tiles.run)
+    planned = plan(model, 256, 640, trimap, TILED).grid
+    assert planned is not None and sum(shape[0] for shape in model.calls) == len(planned.solves)
     whole = run_model(TrimapPerPixel(), MattingInput(random_image(256, 640), trimap), TileOptions(tile="off"))
     np.testing.assert_allclose(tiled, whole, atol=1e-6)
 
@@ -174,7 +175,11 @@ class HeldPerPixel(TrimapPerPixel):
         return np.where(known, value, image @ np.array([0.2, 0.5, 0.3], dtype=np.float32))
 
 
-def test_tiles_whose_windows_grew_to_the_same_box_share_one_solve() -> None:
+def inside(box: tuple[int, ...], other: tuple[int, ...]) -> bool:
+    return other[0] <= box[0] and box[1] <= other[1] and other[2] <= box[2] and box[3] <= other[3]
+
+
+def test_tiles_whose_windows_lie_in_a_larger_window_read_its_solve() -> None:
     trimap = np.full((300, 300), UNKNOWN, dtype=np.uint8)
     trimap[:, :12], trimap[:, -12:] = FOREGROUND, BACKGROUND  # the known classes only at the far edges
     data = MattingInput(random_image(300, 300), trimap)
@@ -182,8 +187,13 @@ def test_tiles_whose_windows_grew_to_the_same_box_share_one_solve() -> None:
     tiles = plan(HeldPerPixel(), 300, 300, trimap, options).grid
     assert tiles is not None
     short = set(tiles.short)
-    solves = len({t.window for t in tiles.run if t not in short}) + len(short)
-    assert solves < len(tiles.run) / 3  # windows grown across the image to reach both classes
+    windows = {t.window for t in tiles.run if t not in short}
+    largest = {w for w in windows if not any(w != v and inside(w, v) for v in windows)}
+    solves = len(largest) + len(short)
+    assert len(tiles.solves) == solves < len(tiles.run) / 3  # windows grown across the image
+    for solved, group in tiles.solves.items():
+        assert solved in group and all(inside(t.window, solved.window) for t in group)
+        assert solved not in short or group == (solved,)  # a guided window serves its own focus only
     model = HeldPerPixel()
     alpha = run_model(model, data, options)
     held_solves = solves - len(short)  # a short window keeps its guided answer in the held pass

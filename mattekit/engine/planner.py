@@ -214,7 +214,7 @@ def plan(
         for batch in [options.batch] if options.batch is not None else range(most, 0, -1):
             peak = host + batch * per_tile
             if peak <= budget:
-                pixels = sum(_area(_input_size(model, *_size(t.window))) for t in tile_grid.run)
+                pixels = sum(_area(_input_size(model, *_size(t.window))) for t in tile_grid.solves)
                 return Plan(
                     height, width, device, budget, peak, pixels, tile_grid, size, overlap, batch, max_side
                 )

@@ -66,9 +66,9 @@ def run_tiled(
     guide = None
     if short and trimap is not None:
         guide = _coarse_guide(model, image, trimap, tile_plan.max_side)
-    shared = _shared_windows(tile_grid)
+    solves = tile_grid.solves
     done = 0
-    for chunk in _batches(list(shared), tile_plan.batch):
+    for chunk in _batches(list(solves), tile_plan.batch):
         images, trimaps = _gather(image, trimap, chunk, requirements)
         if guide is not None and trimaps is not None:
             for i, tile in enumerate(chunk):
@@ -81,17 +81,17 @@ def run_tiled(
             context = TileContext(pool.images, pool.trimaps, pool.boxes, _boxes(chunk))
             raw = model.infer_context(images, trimaps, context)
         for i, solved in enumerate(chunk):
-            for tile in shared[solved]:
-                focus = _focus(raw[i], tile, requirements)
+            for tile in solves[solved]:
+                focus = _focus(raw[i], solved.window, tile.focus, requirements)
                 if guide is not None and tile in short and trimaps is not None and not _has_both(trimaps[i]):
                     top, bottom, left, right = tile.focus
                     focus = guide[top:bottom, left:right]  # still one-sided: the coarse alpha is the answer
                 _blend(alpha, tile_grid, tile, focus)
-            done += len(shared[solved])
+            done += len(solves[solved])
         if progress is not None:
             progress(done, passes * len(tile_grid.run))
     for index in range(1, passes):
-        alpha = _held_pass(model, image, trimap, tile_grid, shared, alpha)
+        alpha = _held_pass(model, image, trimap, tile_grid, alpha)
         if progress is not None:
             progress((index + 1) * len(tile_grid.run), passes * len(tile_grid.run))
     return alpha
@@ -102,17 +102,16 @@ def _held_pass(
     image: np.ndarray,
     trimap: np.ndarray,
     tile_grid: TileGrid,
-    shared: dict[Tile, list[Tile]],
     previous: np.ndarray,
 ) -> np.ndarray:
     """The tiles solved again, each window with the unknown pixels in a ring of ``model.held_ring`` px
     around it held at the ``previous`` pass's stitched alpha (right at every unknown pixel), so that a
     window's edges carry what the rest of the image says (additive Schwarz, docs/engine.md "Held
-    rings").  Tiles that ``shared`` groups under one window share its solve; a window short of a known
+    rings").  Tiles grouped under one window (``TileGrid.solves``) read its solve; a window short of a known
     class keeps its guided answer."""
     alpha = np.zeros_like(previous)
     short = set(tile_grid.short)
-    for solved, tiles in shared.items():
+    for solved, tiles in tile_grid.solves.items():
         if solved in short:
             answer, (row, col) = previous, (0, 0)
         else:
@@ -149,30 +148,19 @@ def _solve_windows(
 ) -> np.ndarray:
     """``alpha`` (zeros) stitched from the windows a window solver mattes, ``passes`` times over, each pass
     given the previous one's stitched alpha (right at every unknown pixel, which is all a solver reads)."""
-    previous, count, shared = None, len(tile_grid.run), _shared_windows(tile_grid)
+    previous, count, solves = None, len(tile_grid.run), tile_grid.solves
     for index in range(passes):
         if index:
             previous, alpha = alpha, np.zeros_like(alpha)
         done = 0
-        for solved, tiles in shared.items():
+        for solved, tiles in solves.items():
             window = solver(solved.window, previous)
             for tile in tiles:
-                _blend(alpha, tile_grid, tile, _focus(window, tile, requirements))
+                _blend(alpha, tile_grid, tile, _focus(window, solved.window, tile.focus, requirements))
             done += len(tiles)
             if progress is not None:
                 progress(index * count + done, passes * count)
     return alpha
-
-
-def _shared_windows(tile_grid: TileGrid) -> dict[Tile, list[Tile]]:
-    """The tiles that run, grouped under the first of each group: tiles whose windows are the same box
-    (short windows grown to the whole image, say) get the same answer from one solve, read at each
-    tile's focus.  A tile short of context is its own group: its window's trimap is guided at its focus."""
-    short = set(tile_grid.short)
-    groups: dict[object, list[Tile]] = {}
-    for tile in tile_grid.run:
-        groups.setdefault(tile if tile in short else tile.window, []).append(tile)
-    return {tiles[0]: tiles for tiles in groups.values()}
 
 
 def _blend(alpha: np.ndarray, tile_grid: TileGrid, tile: Tile, focus: np.ndarray) -> None:
@@ -181,12 +169,12 @@ def _blend(alpha: np.ndarray, tile_grid: TileGrid, tile: Tile, focus: np.ndarray
     alpha[top:bottom, left:right] += tile_grid.weights(tile, tile.focus) * focus
 
 
-def _focus(window_alpha: np.ndarray, tile: Tile, requirements: Requirements) -> np.ndarray:
-    """The part of a tile's padded window alpha that covers its focus."""
-    top, bottom, left, right = tile.window
+def _focus(window_alpha: np.ndarray, window: Box, focus: Box, requirements: Requirements) -> np.ndarray:
+    """The part of the alpha of a padded ``window`` that covers ``focus`` (a box inside the window)."""
+    top, bottom, left, right = window
     pad_top, _, pad_left, _ = requirements.padding(bottom - top, right - left)
-    row, col = pad_top + tile.focus[0] - top, pad_left + tile.focus[2] - left
-    return window_alpha[row : row + tile.focus[1] - tile.focus[0], col : col + tile.focus[3] - tile.focus[2]]
+    row, col = pad_top + focus[0] - top, pad_left + focus[2] - left
+    return window_alpha[row : row + focus[1] - focus[0], col : col + focus[3] - focus[2]]
 
 
 def _coarse_guide(model: MattingModel, image: np.ndarray, trimap: np.ndarray, side: int) -> np.ndarray:
@@ -207,7 +195,7 @@ def _guided(trimap: np.ndarray, guide: np.ndarray, tile: Tile, requirements: Req
     """A padded window trimap whose unknown pixels outside the tile's focus become known where the coarse
     ``guide`` is confident, so that the model sees both known classes."""
     outside = np.ones(trimap.shape, dtype=bool)
-    _focus(outside, tile, requirements)[...] = False
+    _focus(outside, tile.window, tile.focus, requirements)[...] = False
     guided = trimap.copy()
     free = outside & (trimap == UNKNOWN)
     guided[free & (guide <= GUIDE_CONFIDENCE)] = BACKGROUND

@@ -125,6 +125,27 @@ class TileGrid:
     skipped: tuple[Tile, ...]
     short: tuple[Tile, ...] = ()
 
+    @cached_property
+    def solves(self) -> dict[Tile, tuple[Tile, ...]]:
+        """The tiles that run, grouped under the tile whose window the model solves for them, largest
+        windows first: a tile whose window lies inside another group's window reads its focus from that
+        solve, which sees all the context its own window would and more.  A tile short of context is
+        its own group, as its window's trimap is guided at its own focus (runner.py)."""
+        short = set(self.short)
+        groups: dict[Tile, list[Tile]] = {}
+        owners: list[Tile] = []  # the tiles whose windows are solved, and their windows below
+        boxes = np.empty((len(self.run), 4), dtype=np.int64)
+        for tile in sorted(self.run, key=lambda t: (t in short, -_area(t.window))):
+            if tile not in short:
+                inside = _inside(tile.window, boxes[: len(owners)])
+                if inside.any():
+                    groups[owners[int(np.argmax(inside))]].append(tile)
+                    continue
+                boxes[len(owners)] = tile.window
+                owners.append(tile)
+            groups[tile] = [tile]
+        return {first: tuple(tiles) for first, tiles in groups.items()}
+
     def weights(self, tile: Tile, box: Box | None = None) -> np.ndarray:
         """(h, w) float32 blending weights of ``tile`` over ``box`` (a part of its core; default the core)."""
         top, bottom, left, right = box or (tile.top, tile.bottom, tile.left, tile.right)
@@ -186,6 +207,16 @@ def grid(
             if not enough:
                 short.append(run[-1])
     return TileGrid(rows, cols, tuple(run), tuple(skipped), tuple(short))
+
+
+def _area(box: Box) -> int:
+    return (box[1] - box[0]) * (box[3] - box[2])
+
+
+def _inside(box: Box, boxes: np.ndarray) -> np.ndarray:
+    """Whether ``box`` lies inside each of ``boxes`` (n, 4)."""
+    top, bottom, left, right = box
+    return (boxes[:, 0] <= top) & (bottom <= boxes[:, 1]) & (boxes[:, 2] <= left) & (right <= boxes[:, 3])
 
 
 def _unknown_share(trimap: np.ndarray, window: Box) -> float:
